@@ -1,0 +1,135 @@
+"""Collect digest entries into sets and build a filter (on the workstation).
+
+Entries go into one set per (kind, category, priority); duplicate digests across inputs merge. Keys
+are derived as they arrive (8 bytes each in a compact array, no per-entry objects kept), so memory
+is about 8 bytes per entry while collecting plus the fuse construction's temporary arrays.
+
+Example::
+
+    >>> from filters.importers import DigestEntry
+    >>> builder = FilterBuilder(name="demo", provider="lab")
+    >>> builder.add(DigestEntry("sha1", bytes(20), "known", "priority"))
+    >>> builder.build_unsigned().sets[0].count
+    1
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from filters import __version__
+from filters.digests import DIGEST_SIZES, SAMPLE_KIND
+from filters.errors import FilterBuildError
+from filters.fuse import FuseFilter
+from filters.importers import DigestEntry, Priority
+from filters.model import SALT_BYTES, ContrabandFilter, FilterMetadata, FilterSet, derive_key
+
+BUILDER_NAME = f"fieldtriage {__version__}"
+
+
+@dataclass
+class _PendingSet:
+    kind: str
+    category: str
+    priority: Priority
+    keys: array[int] = field(default_factory=lambda: array("Q"))
+    all_from_content: bool = True
+
+
+class FilterBuilder:
+    """Accumulates entries; ``build_unsigned`` makes the filter (sign it with ``write_filter``)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        provider: str = "",
+        description: str = "",
+        not_before: int | None = None,
+        expires: int | None = None,
+        salt: bytes | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.name = name
+        self.provider = provider
+        self.description = description
+        self.not_before = not_before
+        self.expires = expires
+        self.salt = salt if salt is not None else os.urandom(SALT_BYTES)
+        self.seed = seed
+        self._pending: dict[tuple[str, str, str], _PendingSet] = {}
+
+    def add(self, entry: DigestEntry) -> None:
+        if len(entry.digest) != DIGEST_SIZES.get(entry.kind, -1):
+            raise FilterBuildError(entry.kind, f"digest of {len(entry.digest)} bytes is not a {entry.kind}")
+        slot = (entry.kind, entry.category, entry.priority)
+        pending = self._pending.get(slot)
+        if pending is None:
+            pending = self._pending[slot] = _PendingSet(entry.kind, entry.category, entry.priority)
+        pending.keys.append(derive_key(self.salt, entry.kind, entry.digest))
+        if not entry.from_content:
+            pending.all_from_content = False
+
+    def add_all(self, entries: Iterable[DigestEntry]) -> None:
+        for entry in entries:
+            self.add(entry)
+
+    def build_unsigned(self) -> ContrabandFilter:
+        if not self._pending:
+            raise FilterBuildError(self.name, "no digests to build a filter from")
+        groups = self._item_groups()
+        sets = []
+        for index, (slot, pending) in enumerate(sorted(self._pending.items())):
+            keys = np.unique(np.frombuffer(pending.keys, dtype=np.uint64))
+            seed = None if self.seed is None else self.seed + index
+            fuse = FuseFilter.build(keys, seed=seed)
+            sets.append(
+                FilterSet(
+                    index=index,
+                    kind=pending.kind,
+                    category=pending.category,
+                    priority=pending.priority,
+                    count=int(keys.size),
+                    item_group=groups.get(slot),
+                    fuse=fuse,
+                )
+            )
+        metadata = FilterMetadata(
+            filter_id=uuid.uuid4().hex,
+            name=self.name,
+            provider=self.provider,
+            description=self.description,
+            created=int(time.time()),
+            not_before=self.not_before,
+            expires=self.expires,
+            format_version=1,
+            builder=BUILDER_NAME,
+        )
+        return ContrabandFilter(metadata, self.salt, sets)
+
+    def _item_groups(self) -> dict[tuple[str, str, str], int]:
+        """Sets built only from folder content with a sample set beside them share an item group.
+
+        A folder input computes every requested kind of every file, so within one (category,
+        priority) those sets describe exactly the same files.
+        """
+        groups: dict[tuple[str, str, str], int] = {}
+        by_class: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+        for slot, pending in sorted(self._pending.items()):
+            if pending.all_from_content:
+                by_class.setdefault((pending.category, pending.priority), []).append(slot)
+        for number, (_, slots) in enumerate(sorted(by_class.items())):
+            if any(kind == SAMPLE_KIND for kind, _, _ in slots) and len(slots) > 1:
+                groups.update((slot, number) for slot in slots)
+        return groups
+
+    def summary(self) -> list[tuple[str, str, str, int]]:
+        """(kind, category, priority, entries added before merging duplicates) per set."""
+        return [(k, c, p, len(s.keys)) for (k, c, p), s in sorted(self._pending.items())]

@@ -1,0 +1,60 @@
+"""The errors of fieldtriage, one hierarchy for every layer.
+
+Every error a user or a device can cause is a ``FieldtriageError``: its ``str()`` is one line that
+names the file, device or field it concerns and the reason, and the command line prints exactly that
+line (no traceback). Backend errors (OSError, cbor2, cryptography) are wrapped with that context.
+
+Example::
+
+    >>> str(FilterRefused("kiosk.ftf", "signature does not verify"))
+    'kiosk.ftf: signature does not verify'
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class FieldtriageError(Exception):
+    """Base: ``subject`` is what the error is about (a path, device or field), ``reason`` why."""
+
+    def __init__(self, subject: str | os.PathLike[str], reason: str) -> None:
+        self.subject = os.fspath(subject)
+        self.reason = reason
+        super().__init__(f"{printable(self.subject)}: {reason}")
+
+
+class UsageError(FieldtriageError):
+    """Bad command-line arguments or configuration values."""
+
+
+class KeyFileError(FieldtriageError):
+    """A key file that cannot be read, parsed or written."""
+
+
+class FilterRefused(FieldtriageError):
+    """A filter file that must not be used: truncated, malformed, unsigned, untrusted, expired..."""
+
+
+class ImportFailed(FieldtriageError):
+    """An input to ``filter build`` that cannot be read, or a bad record under ``--strict``."""
+
+
+class FilterBuildError(FieldtriageError):
+    """A filter that cannot be built or written."""
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters and undecodable bytes escaped, safe for one terminal line."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # surrogateescape'd byte from a non-UTF-8 name
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0:
+            out.append(repr(ch)[1:-1] if ch in "\t\n\r" else f"\\x{code:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        else:
+            out.append(ch)
+    return "".join(out)

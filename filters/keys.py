@@ -1,0 +1,157 @@
+"""Ed25519 signing keys of filter providers, their key ids, and a kiosk's trust store.
+
+Key files are PEM: ``PREFIX.key`` holds the PKCS#8 private key (mode 0600, never overwritten) and
+``PREFIX.pub`` the SubjectPublicKeyInfo public key, so openssl and other tools can read both. A key
+id is the first 16 bytes of BLAKE3 over the raw 32-byte public key, written as 32 hex digits.
+
+A trust store is built from public key files and folders of them (every ``*.pub`` inside).
+
+Example::
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> private_path, public_path = generate_key_pair(folder / "provider")
+    >>> store = TrustStore.from_paths([folder])
+    >>> store.key_ids() == [key_id(load_private_key(private_path).public_key())]
+    True
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import blake3
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from filters.errors import KeyFileError
+
+KEY_ID_BYTES = 16
+MAX_KEY_FILE_BYTES = 64 * 1024
+
+
+def key_id_bytes(public_key: Ed25519PublicKey) -> bytes:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return blake3.blake3(raw).digest(KEY_ID_BYTES)
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    return key_id_bytes(public_key).hex()
+
+
+def generate_key_pair(prefix: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write ``PREFIX.key`` (0600) and ``PREFIX.pub``; refuse to overwrite either."""
+    prefix = Path(prefix)
+    private_path = prefix.with_name(prefix.name + ".key")
+    public_path = prefix.with_name(prefix.name + ".pub")
+    for path in (private_path, public_path):
+        if path.exists():
+            raise KeyFileError(path, "already exists (refusing to overwrite a key)")
+    private_key = Ed25519PrivateKey.generate()
+    private_pem = private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    _write_new(private_path, private_pem, 0o600)
+    try:
+        _write_new(public_path, public_pem, 0o644)
+    except KeyFileError:
+        private_path.unlink()
+        raise
+    return private_path, public_path
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except OSError as err:
+        raise KeyFileError(path, f"cannot create: {err.strerror}") from err
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_key_file(path: Path) -> bytes:
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_KEY_FILE_BYTES + 1)
+    except OSError as err:
+        raise KeyFileError(path, f"cannot read: {err.strerror}") from err
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise KeyFileError(path, "too large to be a key file")
+    return data
+
+
+def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    path = Path(path)
+    data = _read_key_file(path)
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        raise KeyFileError(path, "not a PEM private key without a passphrase") from err
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(path, "not an Ed25519 private key")
+    return key
+
+
+def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
+    path = Path(path)
+    data = _read_key_file(path)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as err:
+        raise KeyFileError(path, "not a PEM public key") from err
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyFileError(path, "not an Ed25519 public key")
+    return key
+
+
+@dataclass
+class TrustStore:
+    """The public keys whose filters a kiosk accepts, by key id.
+
+    ``problems`` lists key files inside trust folders that could not be used (they are skipped, so
+    one broken file does not take every provider's filters down); a key file named directly that
+    cannot be used raises ``KeyFileError``.
+    """
+
+    keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
+    sources: dict[str, Path] = field(default_factory=dict)
+    problems: list[KeyFileError] = field(default_factory=list)
+
+    @classmethod
+    def from_paths(cls, paths: Iterable[str | os.PathLike[str]]) -> TrustStore:
+        store = cls()
+        for given in paths:
+            path = Path(given)
+            if path.is_dir():
+                for candidate in sorted(path.glob("*.pub")):
+                    try:
+                        store.add(candidate, load_public_key(candidate))
+                    except KeyFileError as err:
+                        store.problems.append(err)
+            elif path.exists():
+                store.add(path, load_public_key(path))
+            else:
+                raise KeyFileError(path, "no such trust key file or folder")
+        return store
+
+    def add(self, source: Path, public_key: Ed25519PublicKey) -> None:
+        identifier = key_id(public_key)
+        self.keys[identifier] = public_key
+        self.sources.setdefault(identifier, source)
+
+    def key_ids(self) -> list[str]:
+        return sorted(self.keys)
+
+    def get(self, identifier: str) -> Ed25519PublicKey | None:
+        return self.keys.get(identifier)

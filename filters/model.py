@@ -1,0 +1,160 @@
+"""A loaded contraband filter: metadata, sets, and lookups by digest.
+
+A filter holds sets; each set has a digest kind, a category label, a priority class (``priority`` or
+``other``), an entry count and a binary fuse structure over 64-bit keys. A key is the first 8 bytes
+(little-endian) of BLAKE3 keyed with the filter's random salt over ``kind || 0x00 || digest``, so a
+filter reveals no digest: it can only answer "is this one in?".
+
+Sets with the same ``item_group`` describe the same items (built from the same files): a ``sample``
+set then covers the whole-file sets of its group, and a scanner may read only samples, confirming a
+sample hit with a whole-file digest.
+
+Example::
+
+    >>> from filters.builder import FilterBuilder
+    >>> from filters.importers import DigestEntry
+    >>> builder = FilterBuilder(name="demo")
+    >>> builder.add(DigestEntry("md5", bytes(range(16)), "known", "priority"))
+    >>> demo = builder.build_unsigned()
+    >>> [s.category for s in demo.lookup_digest("md5", bytes(range(16)))]
+    ['known']
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import blake3
+
+from filters.digests import SAMPLE_KIND
+from filters.fuse import FuseFilter
+from filters.importers import Priority
+
+SALT_BYTES = 32
+KEY_BYTES = 8
+
+
+def derive_key(salt: bytes, kind: str, digest: bytes) -> int:
+    """The 64-bit filter key of a digest (see the module docstring)."""
+    material = kind.encode("ascii") + b"\x00" + digest
+    return int.from_bytes(blake3.blake3(material, key=salt).digest(KEY_BYTES), "little")
+
+
+@dataclass(frozen=True)
+class FilterSet:
+    index: int
+    kind: str
+    category: str
+    priority: Priority
+    count: int
+    item_group: int | None
+    fuse: FuseFilter = field(repr=False, compare=False)
+
+    def describe(self) -> str:
+        return f"set {self.index} ({self.kind}, {self.category}, {self.priority})"
+
+
+@dataclass(frozen=True)
+class FilterMetadata:
+    filter_id: str
+    name: str
+    provider: str
+    description: str
+    created: int
+    not_before: int | None
+    expires: int | None
+    format_version: int
+    builder: str
+
+    def validity_problem(self, now: dt.datetime) -> str | None:
+        """Why the filter is not valid at ``now`` (None when it is)."""
+        stamp = now.timestamp()
+        if self.not_before is not None and stamp < self.not_before:
+            return f"not valid before {iso_time(self.not_before)} (clock says {iso_time(int(stamp))})"
+        if self.expires is not None and stamp >= self.expires:
+            return f"expired at {iso_time(self.expires)}"
+        return None
+
+
+def iso_time(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class SetMatch:
+    """A digest of a file found in a set."""
+
+    filter_set: FilterSet
+    kind: str
+    digest: bytes
+
+
+class ContrabandFilter:
+    """Metadata, sets and the salt of one filter file; immutable once loaded."""
+
+    def __init__(
+        self,
+        metadata: FilterMetadata,
+        salt: bytes,
+        sets: list[FilterSet],
+        *,
+        signer_key_id: str | None = None,
+        source: str = "<memory>",
+        size: int = 0,
+    ) -> None:
+        self.metadata = metadata
+        self.salt = salt
+        self.sets = sets
+        self.signer_key_id = signer_key_id
+        self.source = source
+        self.size = size
+        self._sets_by_kind: dict[str, list[FilterSet]] = {}
+        for filter_set in sets:
+            self._sets_by_kind.setdefault(filter_set.kind, []).append(filter_set)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The digest kinds some set of this filter needs."""
+        return tuple(self._sets_by_kind)
+
+    def sets_of_kind(self, kind: str) -> list[FilterSet]:
+        return self._sets_by_kind.get(kind, [])
+
+    def lookup_digest(self, kind: str, digest: bytes) -> list[FilterSet]:
+        """The sets that (probably) hold ``digest`` of ``kind``."""
+        candidates = self._sets_by_kind.get(kind)
+        if not candidates:
+            return []
+        key = derive_key(self.salt, kind, digest)
+        return [s for s in candidates if s.fuse.contains(key)]
+
+    def lookup(self, digests: Mapping[str, bytes]) -> list[SetMatch]:
+        """Every set match of a file's digests (kinds no set needs are ignored)."""
+        matches: list[SetMatch] = []
+        for kind, digest in digests.items():
+            matches.extend(SetMatch(s, kind, digest) for s in self.lookup_digest(kind, digest))
+        return matches
+
+    def sample_cover(self) -> dict[int, int]:
+        """Whole-file set index -> index of the sample set that covers it (same item group)."""
+        samples = {
+            s.item_group: s.index
+            for s in self.sets
+            if s.kind == SAMPLE_KIND and s.item_group is not None
+        }
+        return {
+            s.index: samples[s.item_group]
+            for s in self.sets
+            if s.kind != SAMPLE_KIND and s.item_group in samples
+        }
+
+    def fully_covered_by_samples(self) -> bool:
+        """True when every whole-file set is covered by a sample set of the same items."""
+        cover = self.sample_cover()
+        return all(s.kind == SAMPLE_KIND or s.index in cover for s in self.sets)
+
+    @property
+    def entry_count(self) -> int:
+        return sum(s.count for s in self.sets)
