@@ -1,0 +1,48 @@
+"""The ``fieldtriage`` command: one entry point, a subcommand per job.
+
+Errors a user or a device can cause end as one line on stderr (``fieldtriage: SUBJECT: REASON``)
+and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from filters import __version__
+from filters import cli as filter_cli
+from filters.errors import FieldtriageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fieldtriage",
+        description="On-scene triage kiosk: signed contraband filters, read-only scanning, lights.",
+    )
+    parser.add_argument("--version", action="version", version=f"fieldtriage {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    filter_cli.register(subparsers)
+    from agent import demo
+
+    demo.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except FieldtriageError as err:
+        print(f"fieldtriage: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fieldtriage: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

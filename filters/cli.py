@@ -1,0 +1,350 @@
+"""``fieldtriage filter``: keygen, build, inspect, verify, lookup."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from filters.builder import FilterBuilder
+from filters.container import load_filter, write_filter
+from filters.digests import DIGEST_KINDS, DIGEST_SIZES, digest_path
+from filters.errors import FilterRefused, UsageError, printable
+from filters.importers import FORMATS, ImportOptions, ImportReport
+from filters.importers.detect import parse_input_spec, read_input
+from filters.keys import TrustStore, generate_key_pair, key_id, load_private_key
+from filters.model import ContrabandFilter, derive_key, iso_time
+
+LOOKUP_BATCH = 100_000
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("filter", help="build, sign, inspect, verify and query filters")
+    commands = parser.add_subparsers(dest="filter_command", required=True, metavar="COMMAND")
+
+    keygen = commands.add_parser("keygen", help="make a provider signing key pair")
+    keygen.add_argument("prefix", metavar="PREFIX", help="writes PREFIX.key (0600) and PREFIX.pub")
+    keygen.set_defaults(handler=cmd_keygen)
+
+    build = commands.add_parser("build", help="build and sign a filter from hash sets or folders")
+    build.add_argument("inputs", nargs="+", metavar="INPUT", help="file or folder, optionally FORMAT:PATH")
+    build.add_argument("-o", "--output", required=True, type=Path)
+    build.add_argument("--key", required=True, type=Path, help="provider private key (PREFIX.key)")
+    build.add_argument("--name", required=True)
+    build.add_argument("--provider", default="")
+    build.add_argument("--description", default="")
+    build.add_argument("--expires", type=parse_date, help="YYYY-MM-DD or ISO 8601 time (UTC if no zone)")
+    build.add_argument("--not-before", type=parse_date)
+    build.add_argument("--format", choices=FORMATS, help="format of every input (default: detect)")
+    build.add_argument("--digests", default="sample,blake3", help="kinds computed for folder inputs")
+    build.add_argument("--category", default="known", help="category label for folder, list, hashdeep")
+    build.add_argument("--priority-class", choices=("priority", "other"), default="priority")
+    build.add_argument("--list-kind", choices=DIGEST_KINDS, help="digest kind of plain lists")
+    build.add_argument("--priority-categories", default="1,2", help="VICS categories that are priority")
+    build.add_argument("--other-categories", default="3", help="VICS categories kept as 'other'")
+    build.add_argument("--strict", action="store_true", help="stop at the first bad record")
+    build.set_defaults(handler=cmd_build)
+
+    inspect = commands.add_parser("inspect", help="show a filter's metadata and sets")
+    inspect.add_argument("filter", type=Path)
+    inspect.add_argument("--json", action="store_true")
+    inspect.add_argument("--trust", nargs="+", default=None, metavar="PUB_OR_DIR")
+    inspect.set_defaults(handler=cmd_inspect)
+
+    verify = commands.add_parser("verify", help="exit 0 when a filter is valid and trusted")
+    verify.add_argument("filter", type=Path)
+    verify.add_argument("--trust", nargs="+", required=True, metavar="PUB_OR_DIR")
+    verify.set_defaults(handler=cmd_verify)
+
+    lookup = commands.add_parser("lookup", help="look files or digests up (exit 0 hit, 1 none, 2 error)")
+    lookup.add_argument("filter", type=Path)
+    lookup.add_argument("--trust", nargs="+", required=True, metavar="PUB_OR_DIR")
+    lookup.add_argument("--file", action="append", default=[], type=Path)
+    lookup.add_argument("--digest", action="append", default=[], metavar="KIND:HEX")
+    lookup.add_argument("--digests-from", action="append", default=[], metavar="FILE_OR_DASH")
+    lookup.set_defaults(handler=cmd_lookup)
+
+
+def parse_date(text: str) -> int:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a date: {text!r} (use YYYY-MM-DD)") from err
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp())
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    private_path, public_path = generate_key_pair(args.prefix)
+    identifier = key_id(load_private_key(private_path).public_key())
+    print(f"private key {private_path} (keep it offline)\npublic key  {public_path}\nkey id      {identifier}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    try:
+        digests = tuple(_csv(args.digests))
+        options = ImportOptions(
+            category=args.category,
+            priority=args.priority_class,
+            digests=digests,
+            list_kind=args.list_kind,
+            vics_priority_categories=frozenset(_csv(args.priority_categories)),
+            vics_other_categories=frozenset(_csv(args.other_categories)),
+            strict=args.strict,
+        )
+    except ValueError as err:
+        raise UsageError("--digests", str(err)) from err
+    if unknown := [d for d in digests if d not in DIGEST_KINDS]:
+        raise UsageError("--digests", f"unknown digest kind {unknown[0]!r}")
+    signing_key = load_private_key(args.key)
+    report = ImportReport(strict=args.strict)
+    builder = FilterBuilder(
+        name=args.name,
+        provider=args.provider,
+        description=args.description,
+        not_before=args.not_before,
+        expires=args.expires,
+    )
+    for spec in args.inputs:
+        prefix, path = parse_input_spec(spec)
+        builder.add_all(read_input(path, prefix or args.format, options, report))
+    contraband = builder.build_unsigned()
+    write_filter(args.output, contraband, signing_key)
+    size = args.output.stat().st_size
+    _print_build_report(report, contraband, args.output, size, time.monotonic() - started)
+    return 0
+
+
+def _print_build_report(
+    report: ImportReport, contraband: ContrabandFilter, output: Path, size: int, seconds: float
+) -> None:
+    print("inputs:")
+    for source, count in sorted(report.records.items()):
+        print(f"  {printable(source)}: {count} digests")
+    if report.left_out:
+        print("left out:")
+        for reason, count in sorted(report.left_out.items()):
+            print(f"  {count} {reason}")
+    if report.bad_count:
+        print(f"bad records: {report.bad_count} (skipped; --strict makes them fatal)")
+        for bad in report.bad_records[:20]:
+            print(f"  {printable(str(bad))}")
+        if report.bad_count > 20:
+            print(f"  ... and {report.bad_count - 20} more")
+    print("sets:")
+    for s in contraband.sets:
+        group = f", item group {s.item_group}" if s.item_group is not None else ""
+        print(f"  {s.index}: {s.kind:7} {s.category} ({s.priority}): {s.count} entries{group}")
+    entries = max(contraband.entry_count, 1)
+    print(
+        f"wrote {output}: {size} bytes, {size / entries:.2f} bytes per entry, "
+        f"id {contraband.metadata.filter_id}, in {seconds:.1f} s"
+    )
+
+
+def describe(contraband: ContrabandFilter, signature: str) -> dict[str, Any]:
+    meta = contraband.metadata
+    return {
+        "file": contraband.source,
+        "size": contraband.size,
+        "id": meta.filter_id,
+        "name": meta.name,
+        "provider": meta.provider,
+        "description": meta.description,
+        "created": iso_time(meta.created),
+        "not_before": iso_time(meta.not_before) if meta.not_before is not None else None,
+        "expires": iso_time(meta.expires) if meta.expires is not None else None,
+        "format_version": meta.format_version,
+        "builder": meta.builder,
+        "signer_key_id": contraband.signer_key_id,
+        "signature": signature,
+        "entries": contraband.entry_count,
+        "sets": [
+            {
+                "index": s.index,
+                "kind": s.kind,
+                "category": s.category,
+                "priority": s.priority,
+                "count": s.count,
+                "item_group": s.item_group,
+                "bytes": int(s.fuse.fingerprints.nbytes),
+            }
+            for s in contraband.sets
+        ],
+        "sample_covers": {str(k): v for k, v in contraband.sample_cover().items()},
+    }
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.trust:
+        contraband = load_filter(args.filter, TrustStore.from_paths(args.trust), check_validity=False)
+        signature = "valid, signer trusted"
+    else:
+        contraband = load_filter(args.filter, None, check_validity=False)
+        signature = "not checked (give --trust)"
+    info = describe(contraband, signature)
+    problem = contraband.metadata.validity_problem(dt.datetime.now(dt.UTC))
+    info["validity"] = problem or "valid now"
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for name in ("file", "size", "id", "name", "provider", "description", "created", "not_before"):
+        print(f"{name:15} {printable(str(info[name]))}")
+    for name in ("expires", "validity", "format_version", "builder", "signer_key_id", "signature"):
+        print(f"{name:15} {printable(str(info[name]))}")
+    print(f"{'entries':15} {info['entries']}")
+    for s in info["sets"]:
+        group = f" item group {s['item_group']}" if s["item_group"] is not None else ""
+        print(f"set {s['index']:<11} {s['kind']:7} {s['category']} ({s['priority']}) {s['count']} entries{group}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    trust = TrustStore.from_paths(args.trust)
+    try:
+        contraband = load_filter(args.filter, trust)
+    except FilterRefused as err:
+        print(f"refused: {err}")
+        return 1
+    print(f"valid: {args.filter} ({contraband.metadata.name}, {contraband.entry_count} entries, "
+          f"signer {contraband.signer_key_id})")  # fmt: skip
+    return 0
+
+
+def parse_digest_query(text: str) -> tuple[str, bytes]:
+    kind, sep, hex_digest = text.strip().partition(":")
+    kind = kind.lower()
+    if not sep or kind not in DIGEST_SIZES:
+        raise ValueError(f"expected KIND:HEX with KIND one of {', '.join(DIGEST_KINDS)}")
+    try:
+        digest = bytes.fromhex(hex_digest)
+    except ValueError as err:
+        raise ValueError(f"{hex_digest[:80]!r} is not hex") from err
+    if len(digest) != DIGEST_SIZES[kind]:
+        raise ValueError(f"a {kind} digest has {DIGEST_SIZES[kind] * 2} hex digits, not {len(hex_digest)}")
+    return kind, digest
+
+
+def _result_line(query: str, contraband: ContrabandFilter, hits: list[int]) -> str:
+    sets = [contraband.sets[i] for i in hits]
+    return json.dumps(
+        {
+            "query": query,
+            "matched": bool(sets),
+            "priority": any(s.priority == "priority" for s in sets),
+            "sets": [
+                {"set": s.index, "kind": s.kind, "category": s.category, "priority": s.priority} for s in sets
+            ],
+        }
+    )
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    if not (args.file or args.digest or args.digests_from):
+        raise UsageError("lookup", "give --file, --digest or --digests-from")
+    contraband = load_filter(args.filter, TrustStore.from_paths(args.trust))
+    matched = errors = 0
+    out = sys.stdout
+    for path in args.file:
+        try:
+            digests = digest_path(path, contraband.kinds) if path.stat().st_size else {}
+        except OSError as err:
+            print(f"fieldtriage: {printable(str(path))}: {err.strerror or err}", file=sys.stderr)
+            errors += 1
+            continue
+        hits = [m.filter_set.index for m in contraband.lookup(digests)]
+        matched += bool(hits)
+        out.write(_result_line(f"file:{path}", contraband, hits) + "\n")
+    for text in args.digest:
+        try:
+            kind, digest = parse_digest_query(text)
+        except ValueError as err:
+            raise UsageError(f"--digest {text}", str(err)) from err
+        hits = [s.index for s in contraband.lookup_digest(kind, digest)]
+        matched += bool(hits)
+        out.write(_result_line(f"{kind}:{digest.hex()}", contraband, hits) + "\n")
+    for source in args.digests_from:
+        m, e = _lookup_stream(contraband, source, out)
+        matched += m
+        errors += e
+    if errors:
+        return 2
+    return 0 if matched else 1
+
+
+def _open_queries(source: str) -> TextIO:
+    if source == "-":
+        return sys.stdin
+    try:
+        return open(source, encoding="utf-8", errors="replace")  # noqa: SIM115
+    except OSError as err:
+        raise UsageError(source, f"cannot read: {err.strerror}") from err
+
+
+def _lookup_stream(contraband: ContrabandFilter, source: str, out: TextIO) -> tuple[int, int]:
+    """Look up KIND:HEX lines in batches, vectorised per set; one JSON line per query in order."""
+    matched = errors = 0
+    stream = _open_queries(source)
+    try:
+        for batch in _batches(stream):
+            queries: list[tuple[str, int]] = []
+            for number, line in batch:
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                try:
+                    kind, digest = parse_digest_query(line)
+                except ValueError as err:
+                    print(f"fieldtriage: {printable(source)}: line {number}: {err}", file=sys.stderr)
+                    errors += 1
+                    continue
+                queries.append((f"{kind}:{digest.hex()}", derive_key(contraband.salt, kind, digest)))
+            hits = _batch_hits(contraband, queries)
+            for (text, _), found in zip(queries, hits, strict=True):
+                matched += bool(found)
+                out.write(_result_line(text, contraband, found) + "\n")
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    return matched, errors
+
+
+def _batches(stream: TextIO) -> Iterator[list[tuple[int, str]]]:
+    batch: list[tuple[int, str]] = []
+    for number, line in enumerate(stream, 1):
+        batch.append((number, line))
+        if len(batch) == LOOKUP_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _batch_hits(contraband: ContrabandFilter, queries: list[tuple[str, int]]) -> list[list[int]]:
+    hits: list[list[int]] = [[] for _ in queries]
+    for kind in contraband.kinds:
+        positions = [i for i, (text, _) in enumerate(queries) if text.startswith(kind + ":")]
+        if not positions:
+            continue
+        keys = np.array([queries[i][1] for i in positions], dtype=np.uint64)
+        for filter_set in contraband.sets_of_kind(kind):
+            found = filter_set.fuse.contains_many(keys)
+            for position in np.flatnonzero(found):
+                hits[positions[int(position)]].append(filter_set.index)
+    for found_sets in hits:
+        found_sets.sort()
+    return hits
+
