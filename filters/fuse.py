@@ -86,7 +86,7 @@ class FuseGeometry:
             exponent = math.floor(math.log(size) / math.log(3.33) + 2.25)
             segment_length = min(1 << exponent, MAX_SEGMENT_LENGTH)
             factor = max(1.125, 0.875 + 0.25 * math.log(1_000_000) / math.log(size))
-            capacity = round(size * factor)
+            capacity = math.floor(size * factor + 0.5)  # C's round(): halves go up
         init_segment_count = (capacity + segment_length - 1) // segment_length - (ARITY - 1)
         array_length = (init_segment_count + ARITY - 1) * segment_length
         segment_count = (array_length + segment_length - 1) // segment_length
