@@ -20,11 +20,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from filters.builder import FilterBuilder  # noqa: E402
-from filters.container import load_filter, write_filter  # noqa: E402
-from filters.importers import ImportOptions, ImportReport  # noqa: E402
-from filters.importers.detect import read_input  # noqa: E402
-from filters.keys import TrustStore, generate_key_pair, load_private_key  # noqa: E402
+from filters.builder import FilterBuilder
+from filters.container import load_filter, write_filter
+from filters.importers import ImportOptions, ImportReport
+from filters.importers.detect import read_input
+from filters.keys import TrustStore, generate_key_pair, load_private_key
 
 
 def machine() -> str:
@@ -49,7 +49,9 @@ def write_digest_list(path: Path, count: int, rng: np.random.Generator) -> np.nd
     return digests
 
 
-def bench_size(count: int, fp_lookups: int, folder: Path, key_path: Path, trust: TrustStore) -> dict[str, str]:
+def bench_size(
+    count: int, fp_lookups: int, folder: Path, key_path: Path, trust: TrustStore
+) -> dict[str, str]:
     rng = np.random.default_rng(count)
     list_path = folder / f"list-{count}.txt"
     digests = write_digest_list(list_path, count, rng)

@@ -55,17 +55,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     inspect = commands.add_parser("inspect", help="show a filter's metadata and sets")
     inspect.add_argument("filter", type=Path)
     inspect.add_argument("--json", action="store_true")
-    inspect.add_argument("--trust", nargs="+", default=None, metavar="PUB_OR_DIR")
+    inspect.add_argument(
+        "--trust",
+        action="append",
+        default=None,
+        metavar="PUB_OR_DIR",
+        help="public key file or folder of them (repeatable)",
+    )
     inspect.set_defaults(handler=cmd_inspect)
 
     verify = commands.add_parser("verify", help="exit 0 when a filter is valid and trusted")
     verify.add_argument("filter", type=Path)
-    verify.add_argument("--trust", nargs="+", required=True, metavar="PUB_OR_DIR")
+    verify.add_argument(
+        "--trust",
+        action="append",
+        required=True,
+        metavar="PUB_OR_DIR",
+        help="public key file or folder of them (repeatable)",
+    )
     verify.set_defaults(handler=cmd_verify)
 
     lookup = commands.add_parser("lookup", help="look files or digests up (exit 0 hit, 1 none, 2 error)")
     lookup.add_argument("filter", type=Path)
-    lookup.add_argument("--trust", nargs="+", required=True, metavar="PUB_OR_DIR")
+    lookup.add_argument(
+        "--trust",
+        action="append",
+        required=True,
+        metavar="PUB_OR_DIR",
+        help="public key file or folder of them (repeatable)",
+    )
     lookup.add_argument("--file", action="append", default=[], type=Path)
     lookup.add_argument("--digest", action="append", default=[], metavar="KIND:HEX")
     lookup.add_argument("--digests-from", action="append", default=[], metavar="FILE_OR_DASH")
@@ -89,7 +107,9 @@ def _csv(text: str) -> list[str]:
 def cmd_keygen(args: argparse.Namespace) -> int:
     private_path, public_path = generate_key_pair(args.prefix)
     identifier = key_id(load_private_key(private_path).public_key())
-    print(f"private key {private_path} (keep it offline)\npublic key  {public_path}\nkey id      {identifier}")
+    print(
+        f"private key {private_path} (keep it offline)\npublic key  {public_path}\nkey id      {identifier}"
+    )
     return 0
 
 
@@ -209,7 +229,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"{'entries':15} {info['entries']}")
     for s in info["sets"]:
         group = f" item group {s['item_group']}" if s["item_group"] is not None else ""
-        print(f"set {s['index']:<11} {s['kind']:7} {s['category']} ({s['priority']}) {s['count']} entries{group}")
+        print(f"set {s['index']:<11} {s['kind']:7} {s['category']} ({s['priority']}) ", end="")
+        print(f"{s['count']} entries{group}")
     return 0
 
 
@@ -290,7 +311,7 @@ def _open_queries(source: str) -> TextIO:
     if source == "-":
         return sys.stdin
     try:
-        return open(source, encoding="utf-8", errors="replace")  # noqa: SIM115
+        return open(source, encoding="utf-8", errors="replace")
     except OSError as err:
         raise UsageError(source, f"cannot read: {err.strerror}") from err
 
@@ -347,4 +368,3 @@ def _batch_hits(contraband: ContrabandFilter, queries: list[tuple[str, int]]) ->
     for found_sets in hits:
         found_sets.sort()
     return hits
-

@@ -55,7 +55,7 @@ def sample_offsets(size: int) -> tuple[int, ...]:
     return (0, (size - SAMPLE_CHUNK) // 2, size - SAMPLE_CHUNK)
 
 
-def sample_digest_from_parts(size: int, parts: Iterable[bytes | memoryview]) -> bytes:
+def sample_digest_from_parts(size: int, parts: Iterable[bytes | bytearray | memoryview]) -> bytes:
     """The sample digest given the file size and its sampled bytes (or whole content) in order."""
     hasher = blake3.blake3(SAMPLE_DOMAIN)
     hasher.update(size.to_bytes(8, "little"))

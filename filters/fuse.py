@@ -131,7 +131,7 @@ class FuseFilter:
         self.geometry = geometry
         self.fingerprints = fingerprints
         # memoryview indexing is several times faster than numpy scalar indexing per lookup.
-        self._table = memoryview(fingerprints).cast("B").cast("I") if fingerprints.size else None
+        self._table = memoryview(fingerprints.data).cast("B").cast("I") if fingerprints.size else None
 
     @classmethod
     def build(cls, keys: U64, seed: int | None = None) -> FuseFilter:

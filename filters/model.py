@@ -140,9 +140,7 @@ class ContrabandFilter:
     def sample_cover(self) -> dict[int, int]:
         """Whole-file set index -> index of the sample set that covers it (same item group)."""
         samples = {
-            s.item_group: s.index
-            for s in self.sets
-            if s.kind == SAMPLE_KIND and s.item_group is not None
+            s.item_group: s.index for s in self.sets if s.kind == SAMPLE_KIND and s.item_group is not None
         }
         return {
             s.index: samples[s.item_group]

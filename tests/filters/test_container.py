@@ -70,7 +70,9 @@ def test_empty_and_missing(tmp_path: Path, provider: Provider) -> None:
     assert "is a folder" in refusal(tmp_path, provider.trust)
 
 
-def test_oversized(small_filter: tuple[Path, list[DigestEntry]], provider: Provider, monkeypatch: Any) -> None:
+def test_oversized(
+    small_filter: tuple[Path, list[DigestEntry]], provider: Provider, monkeypatch: Any
+) -> None:
     path, _ = small_filter
     monkeypatch.setattr(container, "MAX_FILE_BYTES", 100)
     assert "oversized" in refusal(path, provider.trust)
@@ -193,7 +195,7 @@ def test_mutated_files_are_refused_cleanly(
     target.write_bytes(bytes(mutated))
     for trust in (provider.trust, None):
         try:
-            loaded = load_filter(target, trust)
+            load_filter(target, trust)
         except FilterRefused as err:
             assert str(err).startswith(f"{target}: ")
         else:

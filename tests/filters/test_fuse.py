@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from filters.fuse import FuseFilter, FuseGeometry, murmur64, murmur64_array, mulhi_array
+from filters.fuse import FuseFilter, FuseGeometry, mulhi_array, murmur64, murmur64_array
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 10, 100, 1000, 50_000])
@@ -69,8 +69,12 @@ def test_murmur_vector_equals_scalar(values: list[int]) -> None:
 def test_geometry_consistency_rejects_forgeries() -> None:
     good = FuseGeometry.for_size(1000)
     assert good.is_consistent()
-    assert not FuseGeometry(good.segment_length + 1, good.segment_count_length, good.array_length).is_consistent()
-    assert not FuseGeometry(good.segment_length, good.segment_count_length, good.array_length + 4).is_consistent()
+    assert not FuseGeometry(
+        good.segment_length + 1, good.segment_count_length, good.array_length
+    ).is_consistent()
+    assert not FuseGeometry(
+        good.segment_length, good.segment_count_length, good.array_length + 4
+    ).is_consistent()
     assert not FuseGeometry(1 << 20, 1 << 20, 3 << 20).is_consistent()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import cbor2
 import pytest
 from hypothesis import given
@@ -43,10 +45,8 @@ def test_round_trip(value: object) -> None:
 
 @given(st.binary(max_size=200))
 def test_random_bytes_decode_or_refuse(data: bytes) -> None:
-    try:
+    with contextlib.suppress(CborError):
         decode(data)
-    except CborError:
-        pass
 
 
 @pytest.mark.parametrize(
