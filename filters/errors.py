@@ -58,3 +58,11 @@ def printable(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+class DeviceError(FieldtriageError):
+    """A device that cannot be opened, mapped or identified."""
+
+
+class MountError(FieldtriageError):
+    """A filesystem that cannot be mounted read-only."""

@@ -1,0 +1,118 @@
+"""How each filesystem type is mounted so that it writes nothing (one declarative table).
+
+Every mount is read-only through a read-only loop device, with ``nosuid,nodev,noexec,noatime``, plus
+the type's own options that stop log replay and repair: ext2/3/4 ``noload`` (plain ``ro`` replays a
+dirty journal), xfs ``norecovery``, btrfs ``rescue=nologreplay``. The kernel driver is used when the
+running kernel has one, else a FUSE driver, read-only. Types that must not or cannot be mounted say
+why, and that reason goes into the device's record.
+
+Example::
+
+    >>> plan = mount_plan("ext4", kernel_types={"ext4"}, fuse_available=set())
+    >>> plan.driver, plan.fstype, plan.options
+    ('kernel', 'ext4', 'ro,nosuid,nodev,noexec,noatime,noload')
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+COMMON_OPTIONS = "ro,nosuid,nodev,noexec,noatime"
+
+
+@dataclass(frozen=True)
+class KernelRule:
+    fstype: str
+    extra: str = ""
+
+
+@dataclass(frozen=True)
+class FuseRule:
+    program: str
+    extra: str = ""
+
+
+# blkid TYPE -> kernel drivers to try in order, and the FUSE fallback
+KERNEL_RULES: dict[str, tuple[KernelRule, ...]] = {
+    "ext2": (KernelRule("ext4", "noload"), KernelRule("ext2")),
+    "ext3": (KernelRule("ext4", "noload"), KernelRule("ext3", "noload")),
+    "ext4": (KernelRule("ext4", "noload"),),
+    "xfs": (KernelRule("xfs", "norecovery"),),
+    "btrfs": (KernelRule("btrfs", "rescue=nologreplay"),),
+    "vfat": (KernelRule("vfat"),),
+    "exfat": (KernelRule("exfat"),),
+    "ntfs": (KernelRule("ntfs3"),),
+    "iso9660": (KernelRule("iso9660"),),
+    "udf": (KernelRule("udf"),),
+    "hfsplus": (KernelRule("hfsplus"),),
+    "squashfs": (KernelRule("squashfs"),),
+    "erofs": (KernelRule("erofs"),),
+}
+FUSE_RULES: dict[str, FuseRule] = {
+    "vfat": FuseRule("fusefat"),
+    "exfat": FuseRule("mount.exfat-fuse"),
+    "ntfs": FuseRule("ntfs-3g"),
+    "iso9660": FuseRule("fuseiso"),
+}
+NOT_MOUNTED: dict[str, str] = {
+    "crypto_LUKS": "encrypted volume (LUKS): cannot be read without its key",
+    "BitLocker": "encrypted volume (BitLocker): cannot be read without its key",
+    "apfs": "APFS volume (FileVault or not): no read-only driver on this kiosk",
+    "swap": "swap space: not a filesystem, its contents are not checked",
+    "LVM2_member": "LVM physical volume: activating it could write to the device",
+    "linux_raid_member": "RAID member: assembling it could write to the device",
+    "zfs_member": "ZFS member: importing it could write to the device",
+}
+
+
+@dataclass(frozen=True)
+class MountPlan:
+    """``driver`` is 'kernel', 'fuse' or 'none' (then ``reason`` says why)."""
+
+    driver: str
+    fstype: str = ""
+    program: str = ""
+    options: str = ""
+    reason: str = ""
+
+
+def kernel_filesystems(proc: Path = Path("/proc/filesystems")) -> set[str]:
+    try:
+        return {line.split()[-1] for line in proc.read_text().splitlines() if line.strip()}
+    except OSError:
+        return set()
+
+
+def available_fuse_programs() -> set[str]:
+    if not Path("/dev/fuse").exists():
+        return set()
+    return {rule.program for rule in FUSE_RULES.values() if shutil.which(rule.program)}
+
+
+def _options(extra: str) -> str:
+    return f"{COMMON_OPTIONS},{extra}" if extra else COMMON_OPTIONS
+
+
+def mount_plans(fs_type: str, kernel_types: set[str], fuse_available: set[str]) -> list[MountPlan]:
+    """Every way to mount ``fs_type`` here, best first; one 'none' plan when there is none."""
+    if not fs_type:
+        return [MountPlan("none", reason="no filesystem recognised (unformatted, unknown or damaged)")]
+    if fs_type in NOT_MOUNTED:
+        return [MountPlan("none", reason=NOT_MOUNTED[fs_type])]
+    plans = [
+        MountPlan("kernel", fstype=rule.fstype, options=_options(rule.extra))
+        for rule in KERNEL_RULES.get(fs_type, ())
+        if rule.fstype in kernel_types
+    ]
+    fuse = FUSE_RULES.get(fs_type)
+    if fuse and fuse.program in fuse_available:
+        plans.append(MountPlan("fuse", fstype=fs_type, program=fuse.program, options=_options(fuse.extra)))
+    if not plans:
+        plans.append(MountPlan("none", reason=f"no read-only driver for {fs_type} on this kiosk"))
+    return plans
+
+
+def mount_plan(fs_type: str, kernel_types: set[str], fuse_available: set[str]) -> MountPlan:
+    return mount_plans(fs_type, kernel_types, fuse_available)[0]

@@ -1,0 +1,257 @@
+"""Turn a device (or image) into read-only mounted trees, and back to nothing.
+
+In this order: open the device read-only and set it read-only (BLKROSET) along with any partition
+nodes the kernel made; read its partition table ourselves; for each partition attach a read-only
+loop device at its offset, probe it, and mount that loop device (never the device itself) with the
+options of ``mount_rules``; read the options back from the kernel and refuse a mount that is not
+read-only. Everything that could not be mounted is recorded with its reason: such a device can only
+be ``incomplete`` (or a match found elsewhere on it), never ``no_match``.
+
+Example (root)::
+
+    with Mounter(Path("/run/fieldtriage")).mount("/dev/sdb") as mounted:
+        for part in mounted.mounted_partitions():
+            scan(part.mountpoint)
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from agent.devices.mount_rules import MountPlan, available_fuse_programs, kernel_filesystems, mount_plans
+from agent.devices.partitions import Partition, PartitionTable, read_partition_table
+from agent.devices.probe import FilesystemProbe
+from agent.devices.system import LoopHandle, MountBackend, SystemBackend, set_block_device_read_only, size_of
+from filters.errors import DeviceError
+
+DETACH_TIMEOUT = 5.0
+
+
+@dataclass
+class PartitionMount:
+    """One partition and what became of it."""
+
+    partition: Partition
+    probe: FilesystemProbe = field(default_factory=FilesystemProbe)
+    mountpoint: Path | None = None
+    driver: str = ""
+    options: str = ""
+    problem: str = ""
+    loop: LoopHandle | None = field(default=None, repr=False)
+
+    @property
+    def mounted(self) -> bool:
+        return self.mountpoint is not None
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "number": self.partition.number,
+            "start": self.partition.start,
+            "size": self.partition.size,
+            "type_id": self.partition.type_id,
+            "type_name": self.partition.type_name,
+            "name": self.partition.name,
+            "fs_type": self.probe.fs_type,
+            "uuid": self.probe.uuid,
+            "label": self.probe.label,
+            "mounted": self.mounted,
+            "mountpoint": str(self.mountpoint) if self.mountpoint else None,
+            "driver": self.driver,
+            "options": self.options,
+            "problem": self.problem,
+        }
+
+
+@dataclass
+class MountedDevice:
+    """A device's read-only mounts; ``close()`` unmounts, detaches and removes every folder."""
+
+    source: str
+    size: int
+    table: PartitionTable
+    partitions: list[PartitionMount]
+    folder: Path
+    block_device: bool
+    backend: MountBackend = field(repr=False)
+    _fd: int | None = field(default=None, repr=False)
+    cleanup_problems: list[str] = field(default_factory=list)
+
+    def mounted_partitions(self) -> list[PartitionMount]:
+        return [p for p in self.partitions if p.mounted]
+
+    def problems(self) -> list[str]:
+        """Why the device cannot be checked completely (empty: every partition is mounted)."""
+        found = list(self.table.problems)
+        if not self.partitions:
+            found.append("no partitions and no filesystem")
+        found.extend(f"partition {p.partition.number}: {p.problem}" for p in self.partitions if p.problem)
+        return found
+
+    @property
+    def complete(self) -> bool:
+        return not self.problems()
+
+    def close(self) -> None:
+        for part in reversed(self.partitions):
+            if part.mountpoint is not None:
+                try:
+                    self.backend.unmount(part.mountpoint)
+                except OSError as err:
+                    self.cleanup_problems.append(f"unmount {part.mountpoint}: {err.strerror or err}")
+                part.mountpoint = None
+        for part in self.partitions:
+            if part.loop is not None:
+                part.loop.close()
+        for part in self.partitions:
+            if part.loop is not None and not part.loop.wait_detached(DETACH_TIMEOUT):
+                self.cleanup_problems.append(f"{part.loop.path} still attached")
+            part.loop = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        shutil.rmtree(self.folder, ignore_errors=True) if not _has_mounts(self.folder) else None
+
+    def __enter__(self) -> MountedDevice:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _has_mounts(folder: Path) -> bool:
+    try:
+        return any(os.path.ismount(path) for path in folder.iterdir())
+    except OSError:
+        return False
+
+
+class Mounter:
+    """Mounts devices read-only under ``runtime_folder/mounts``."""
+
+    def __init__(
+        self,
+        runtime_folder: Path,
+        backend: MountBackend | None = None,
+        kernel_types: set[str] | None = None,
+        fuse_programs: set[str] | None = None,
+    ) -> None:
+        self.mount_root = runtime_folder / "mounts"
+        self.backend: MountBackend = backend or SystemBackend()
+        self.kernel_types = kernel_filesystems() if kernel_types is None else kernel_types
+        self.fuse_programs = available_fuse_programs() if fuse_programs is None else fuse_programs
+
+    def mount(self, source: str | os.PathLike[str]) -> MountedDevice:
+        """Mount every partition of a block device or image file read-only."""
+        source = os.fspath(source)
+        try:
+            fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as err:
+            raise DeviceError(source, f"cannot open read-only: {err.strerror}") from err
+        try:
+            block_device = set_block_device_read_only(fd)
+            if block_device:
+                _set_partition_nodes_read_only(source)
+            size = size_of(fd)
+            table = read_partition_table(lambda offset, n: _pread(fd, n, offset), size)
+            self.mount_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            folder = self.mount_root / f"{_safe_name(source)}-{secrets.token_hex(4)}"
+            folder.mkdir(mode=0o700)
+        except BaseException:
+            os.close(fd)
+            raise
+        mounted = MountedDevice(source, size, table, [], folder, block_device, self.backend, fd)
+        try:
+            for partition in table.partitions:
+                mounted.partitions.append(self._mount_partition(fd, partition, folder))
+        except BaseException:
+            mounted.close()
+            raise
+        return mounted
+
+    def _mount_partition(self, fd: int, partition: Partition, folder: Path) -> PartitionMount:
+        result = PartitionMount(partition)
+        try:
+            result.loop = self.backend.attach_loop(fd, partition.start, partition.size)
+        except DeviceError as err:
+            result.problem = f"cannot map read-only: {err.reason}"
+            return result
+        result.probe = self.backend.probe(result.loop.path)
+        if result.probe.error:
+            result.problem = result.probe.error
+            return result
+        plans = mount_plans(result.probe.fs_type, self.kernel_types, self.fuse_programs)
+        target = folder / f"p{partition.number}"
+        failures = []
+        for plan in plans:
+            if plan.driver == "none":
+                result.problem = plan.reason
+                return result
+            target.mkdir(mode=0o700, exist_ok=True)
+            error = self._try_plan(plan, result.loop.path, target)
+            if error is None:
+                result.mountpoint, result.driver, result.options = target, plan.driver, plan.options
+                return result
+            failures.append(f"{plan.program or plan.fstype}: {error}")
+        target.rmdir()
+        result.problem = f"could not mount {result.probe.fs_type} read-only ({'; '.join(failures)})"
+        return result
+
+    def _try_plan(self, plan: MountPlan, device_path: str, target: Path) -> str | None:
+        try:
+            if plan.driver == "kernel":
+                self.backend.mount_kernel(device_path, target, plan.fstype, plan.options)
+            else:
+                self.backend.mount_fuse(plan.program, device_path, target, plan.options)
+        except OSError as err:
+            return err.strerror or str(err)
+        options = self.backend.mount_options(target)
+        if options is None or "ro" not in options:
+            try:
+                self.backend.unmount(target)
+            except OSError:
+                pass
+            return f"kernel reports the mount is not read-only ({options})"
+        return None
+
+
+def _pread(fd: int, length: int, offset: int) -> bytes:
+    try:
+        return os.pread(fd, length, offset)
+    except OSError as err:
+        if err.errno in (errno.EIO, errno.EINVAL, errno.ENXIO):
+            return b""
+        raise
+
+
+def _safe_name(source: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(source).name)[:40] or "device"
+
+
+def _set_partition_nodes_read_only(source: str) -> None:
+    """BLKROSET on the kernel's own partition nodes of a disk (a Pi kernel makes them)."""
+    name = Path(os.path.realpath(source)).name
+    sys_folder = Path("/sys/class/block") / name
+    try:
+        children = [
+            p.name for p in sys_folder.iterdir() if p.name.startswith(name) and (p / "partition").exists()
+        ]
+    except OSError:
+        return
+    for child in children:
+        try:
+            fd = os.open(f"/dev/{child}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            set_block_device_read_only(fd)
+        finally:
+            os.close(fd)
