@@ -16,6 +16,7 @@ Example (root)::
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -215,10 +216,8 @@ class Mounter:
             return err.strerror or str(err)
         options = self.backend.mount_options(target)
         if options is None or "ro" not in options:
-            try:
+            with contextlib.suppress(OSError):
                 self.backend.unmount(target)
-            except OSError:
-                pass
             return f"kernel reports the mount is not read-only ({options})"
         return None
 

@@ -10,7 +10,8 @@ reported. A disk with no table is one "partition" spanning the whole device (a s
 Example::
 
     >>> disk = bytearray(2 << 20)
-    >>> disk[446:462] = bytes([0, 0, 0, 0, 0x0C, 0, 0, 0]) + (2048).to_bytes(4, "little") + (8).to_bytes(4, "little")
+    >>> entry = bytes([0, 0, 0, 0, 0x0C, 0, 0, 0]) + (2048).to_bytes(4, "little") + (8).to_bytes(4, "little")
+    >>> disk[446:462] = entry
     >>> disk[510:512] = b"\\x55\\xaa"
     >>> table = read_partition_table(lambda offset, n: bytes(disk[offset:offset + n]), len(disk))
     >>> table.scheme, [(p.number, p.start, p.size, p.type_id) for p in table.partitions]
