@@ -24,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     filter_cli.register(subparsers)
     from agent import demo
+    from agent.devices import cli as devices_cli
 
+    devices_cli.register(subparsers)
     demo.register(subparsers)
     return parser
 

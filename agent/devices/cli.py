@@ -1,0 +1,59 @@
+"""``fieldtriage devices``: list the disks the kiosk would take, or watch plug events."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import select
+
+import pyudev
+
+from agent.devices.identity import DeviceIdentity
+from agent.devices.selection import DEFAULT_RULES, DeviceSelector
+from agent.devices.source import UdevDeviceSource
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("devices", help="list the disks the kiosk would take, or watch events")
+    parser.add_argument("action", nargs="?", choices=("list", "watch"), default="list")
+    parser.add_argument("--json", action="store_true", help="one JSON object per device or event")
+    parser.add_argument(
+        "--match",
+        action="append",
+        metavar="KEY=VALUE",
+        help=f"udev property rule, shell wildcards, KEY!=VALUE negates (default {' '.join(DEFAULT_RULES)})",
+    )
+    parser.add_argument("--all", action="store_true", help="also list disks not taken, with the reason")
+    parser.set_defaults(handler=cmd_devices)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    selector = DeviceSelector.from_texts(args.match or DEFAULT_RULES)
+    if args.action == "watch":
+        return _watch(selector, args.json)
+    context = pyudev.Context()
+    for device in context.list_devices(subsystem="block", DEVTYPE="disk"):
+        identity = DeviceIdentity.from_udev(device)
+        number = f"{identity.properties.get('MAJOR', '')}:{identity.properties.get('MINOR', '')}"
+        refusal = selector.refusal(device.properties, number) or ("" if identity.present else "no media")
+        if refusal and not args.all:
+            continue
+        if args.json:
+            print(json.dumps({**identity.describe(), "taken": not refusal, "reason": refusal}))
+        else:
+            mark = "taken  " if not refusal else "skipped"
+            size = f"{identity.size / 1e9:.1f} GB"
+            print(f"{mark} {identity.label()}  {size}  port {identity.port_path or '-'}  {refusal}".rstrip())
+    return 0
+
+
+def _watch(selector: DeviceSelector, as_json: bool) -> int:
+    with UdevDeviceSource(selector) as source:
+        while True:
+            select.select([source], [], [], source.timeout())
+            for event in source.poll():
+                if as_json:
+                    print(json.dumps({"event": event.kind, **event.identity.describe()}), flush=True)
+                else:
+                    print(f"{event.kind:9} {event.identity.label()}", flush=True)
+    return 0  # pragma: no cover  (ends with Ctrl-C)

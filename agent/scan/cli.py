@@ -1,0 +1,126 @@
+"""``fieldtriage scan``: scan folders with signed filters; exit 0 no match, 1 match, 2 could not
+scan, 3 no match but incomplete.
+
+``register(subparsers)`` adds the subcommand to the ``fieldtriage`` parser (``agent/cli.py``).
+Example::
+
+    fieldtriage scan --filter kiosk.ftf --trust /etc/fieldtriage/trust /mnt/evidence
+    fieldtriage scan --filter a.ftf --filter b.ftf --trust keys/ --mode full --json /mnt/evidence
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import TextIO
+
+from agent.scan.engine import MAX_WORKERS, Scanner
+from agent.scan.names import shown
+from agent.scan.plan import MODES
+from agent.scan.progress import ProgressBar, human_bytes
+from agent.scan.report import ScanReport
+from filters.container import load_filter
+from filters.errors import UsageError
+from filters.keys import TrustStore
+
+VERDICT_LINES = {
+    "priority_match": "PRIORITY MATCH",
+    "match": "MATCH (other sets only)",
+    "no_match": "NO MATCH (every file read)",
+    "incomplete": "INCOMPLETE: no match in what was read, but not everything was read",
+}
+LISTED = 20  # errors and skipped entries shown by the human summary
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "scan",
+        help="scan folders with filters (exit 0 no match, 1 match, 2 could not scan, 3 incomplete)",
+        description="Scan folders or files with signed contraband filters. Exit status: 0 no match and "
+        "every file read, 1 something matched, 2 could not scan, 3 no match but incomplete.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="folder or file to scan")
+    parser.add_argument(
+        "--filter", dest="filters", action="append", required=True, type=Path, metavar="FILTER",
+        help="filter file (.ftf); repeat for several",
+    )  # fmt: skip
+    parser.add_argument(
+        "--trust", action="append", required=True, metavar="PUB_OR_DIR",
+        help="trusted provider public key or folder of them; repeat for several",
+    )  # fmt: skip
+    parser.add_argument("--mode", choices=MODES, default="auto", help="default: auto")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON (docs/report.md)")
+    parser.add_argument("--workers", type=int, default=None, help="files read at once (default: by device)")
+    parser.add_argument(
+        "--stop-at-first-priority", action="store_true", help="stop at the first priority match"
+    )
+    parser.set_defaults(handler=cmd_scan)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+        raise UsageError("--workers", f"must be between 1 and {MAX_WORKERS}, not {args.workers}")
+    for path in args.paths:
+        if not os.path.lexists(path):
+            raise UsageError(path, "no such file or folder to scan")
+    trust = TrustStore.from_paths(args.trust)
+    if not trust.keys:
+        raise UsageError("--trust", "no usable public key in " + ", ".join(args.trust))
+    filters = [load_filter(path, trust) for path in args.filters]
+    scanner = Scanner(
+        filters,
+        mode=args.mode,
+        workers=args.workers,
+        stop_at_first_priority=args.stop_at_first_priority,
+        cancel=threading.Event(),
+    )
+    bar = ProgressBar(sys.stderr) if ProgressBar.wanted(sys.stderr) else None
+    report = scanner.scan([os.fsencode(p) for p in args.paths], bar)
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_summary(report, sys.stdout)
+    return report.exit_status
+
+
+def print_summary(report: ScanReport, out: TextIO) -> None:
+    c = report.counts
+    print(f"verdict: {VERDICT_LINES[report.verdict]}", file=out)
+    for hit in report.hits:
+        label = "priority" if hit.priority else "other"
+        sets = ", ".join(f"{m.filter_name} set {m.set_index} {m.kind}" for m in hit.matches)
+        note = {True: "", False: " [sample hit NOT confirmed by whole file]", None: " [sample only]"}
+        print(
+            f"  {label:8} {shown(hit.path)} ({', '.join(hit.categories)}; {sets}){note[hit.confirmed]}",
+            file=out,
+        )
+    print(
+        f"files: {c.files_seen:,} found, {c.files_read:,} read, {c.files_empty:,} empty (not looked up), "
+        f"{human_bytes(c.bytes_seen)} found, {human_bytes(c.bytes_read)} read",
+        file=out,
+    )
+    skipped_sets = [
+        f"{f.name} set {s.index} ({s.kind}, {s.role})"
+        for f in report.filters
+        for s in f.sets
+        if s.role != "consulted"
+    ]
+    print(f"mode: {report.mode}; digests: {', '.join(report.first_pass_kinds)}", file=out)
+    if skipped_sets:
+        print(f"  not consulted for every file: {'; '.join(skipped_sets)}", file=out)
+    if report.cancelled or report.stopped_at_first_priority or c.files_not_scanned:
+        why = "cancelled" if report.cancelled else "stopped at the first priority match"
+        print(f"scan {why}: {c.files_not_scanned:,} files found but not read", file=out)
+    for title, problems in (("could not read", report.errors), ("skipped", report.skipped)):
+        if problems:
+            print(f"{title}: {len(problems):,}", file=out)
+            for p in problems[:LISTED]:
+                print(f"  {shown(p.path)}: {p.reason}", file=out)
+            if len(problems) > LISTED:
+                print(f"  ... {len(problems) - LISTED:,} more (see --json)", file=out)
+    print(f"time: {report.timings.elapsed_s:.2f} s with {report.timings.workers} workers", file=out)

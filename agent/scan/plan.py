@@ -1,0 +1,117 @@
+"""What to compute for every file, and which sets to consult, for a mode and a set of filters.
+
+Modes:
+
+* ``full``: every digest kind any set needs, for every file; every set is consulted.
+* ``quick``: only ``sample`` digests (at most 48 KiB read per file); only sample sets are consulted,
+  the others are skipped (the report lists them).
+* ``auto`` (default): per filter, when every whole-file set is covered by a sample set of the same
+  items (``ContrabandFilter.fully_covered_by_samples``), only the sample sets are consulted and the
+  whole-file sets of a sample set's group are looked up only to confirm a sample hit (the whole file
+  is then read); otherwise the filter is scanned as in ``full``.
+
+Example::
+
+    >>> from filters.builder import FilterBuilder
+    >>> from filters.importers import DigestEntry
+    >>> builder = FilterBuilder(name="demo")
+    >>> builder.add(DigestEntry("md5", bytes(16), "known", "priority", from_content=True))
+    >>> builder.add(DigestEntry("sample", bytes(32), "known", "priority", from_content=True))
+    >>> plan = ScanPlan.build([builder.build_unsigned()], "auto")
+    >>> plan.first_pass_kinds, plan.filters[0].roles
+    (('sample',), {0: 'confirm_only', 1: 'consulted'})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from filters.digests import SAMPLE_KIND, normalise_kinds
+from filters.errors import UsageError
+from filters.model import ContrabandFilter, SetMatch
+
+Mode = Literal["auto", "quick", "full"]
+MODES: tuple[Mode, ...] = ("auto", "quick", "full")
+SetRole = Literal["consulted", "confirm_only", "skipped"]
+
+
+@dataclass(frozen=True)
+class FilterPlan:
+    """One filter's part of a scan: the role of each of its sets and the kinds it needs."""
+
+    contraband: ContrabandFilter
+    roles: dict[int, SetRole]
+    first_pass_kinds: tuple[str, ...]
+    cover: dict[int, int] = field(default_factory=dict)  # whole-file set -> covering sample set
+
+    def consulted(self, matches: list[SetMatch]) -> list[SetMatch]:
+        return [m for m in matches if self.roles[m.filter_set.index] == "consulted"]
+
+    def covering_sets(self, sample_set: int) -> list[int]:
+        """The whole-file sets that a hit in ``sample_set`` can be confirmed with (not skipped)."""
+        return sorted(w for w, s in self.cover.items() if s == sample_set and self.roles[w] != "skipped")
+
+    def confirm_kinds(self, sample_set: int) -> tuple[str, ...]:
+        kinds = {self.contraband.sets[w].kind for w in self.covering_sets(sample_set)}
+        return normalise_kinds(kinds)
+
+    def skipped_reason(self, index: int) -> str | None:
+        role = self.roles[index]
+        if role == "skipped":
+            return "quick mode consults only sample sets"
+        if role == "confirm_only":
+            return f"covered by sample set {self.cover[index]}: looked up only to confirm its hits"
+        return None
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    mode: Mode
+    filters: tuple[FilterPlan, ...]
+    first_pass_kinds: tuple[str, ...]
+
+    @classmethod
+    def build(cls, filters: Sequence[ContrabandFilter], mode: Mode) -> ScanPlan:
+        if mode not in MODES:
+            raise UsageError("--mode", f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
+        if not filters:
+            raise UsageError("--filter", "no filter to scan with")
+        plans = tuple(_plan_filter(f, mode) for f in filters)
+        if mode == "quick" and not any(p.first_pass_kinds for p in plans):
+            raise UsageError("--mode", "quick mode needs a sample set, and no loaded filter has one")
+        kinds = normalise_kinds(k for p in plans for k in p.first_pass_kinds)
+        return cls(mode, plans, kinds)
+
+    @property
+    def whole_file_first(self) -> bool:
+        """True when the first pass already reads every file whole."""
+        return any(k != SAMPLE_KIND for k in self.first_pass_kinds)
+
+    def read_cost(self, size: int) -> int:
+        """Bytes the first pass reads of a file of ``size`` bytes (for batching and progress)."""
+        return size if self.whole_file_first else min(size, 3 * 16 * 1024)
+
+
+def _plan_filter(contraband: ContrabandFilter, mode: Mode) -> FilterPlan:
+    cover = contraband.sample_cover()
+    roles: dict[int, SetRole] = {}
+    has_samples = any(s.kind == SAMPLE_KIND for s in contraband.sets)
+    for s in contraband.sets:
+        if s.kind == SAMPLE_KIND or mode == "full":
+            roles[s.index] = "consulted"
+        elif mode == "quick":
+            roles[s.index] = "skipped"
+        elif has_samples and contraband.fully_covered_by_samples():
+            roles[s.index] = "confirm_only"
+        else:
+            roles[s.index] = "consulted"
+    kinds = normalise_kinds(s.kind for s in contraband.sets if roles[s.index] == "consulted")
+    return FilterPlan(contraband, roles, kinds, cover)
+
+
+def lookup_consulted(plan: FilterPlan, digests: Mapping[str, bytes]) -> list[SetMatch]:
+    """The matches of ``digests`` in the sets this plan consults in the first pass."""
+    wanted = {k: digests[k] for k in plan.first_pass_kinds if k in digests}
+    return plan.consulted(plan.contraband.lookup(wanted)) if wanted else []

@@ -1,0 +1,186 @@
+"""Opening one file safely and computing exactly the digests asked for, in one read.
+
+``open_regular`` opens a name inside an open directory without following a symlink, without
+blocking on a FIFO and without updating its access time, then checks with ``fstat`` that it got a
+regular file. ``read_digests`` computes several digests of an open file in one pass; it gives the
+same digests as ``filters.digests.digest_fd`` (the tests check both against the coreutils and b3sum)
+with less Python work per file: a file up to 1 MiB is read with one ``read`` call and hashed from
+that buffer, a larger one is streamed through a per-thread buffer, and only-``sample`` reads at most
+48 KiB with ``pread``.
+
+Example::
+
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "a"), "wb") as f:
+    ...     _ = f.write(b"abc")
+    >>> dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    >>> fd, size = open_regular(dir_fd, b"a")
+    >>> read_digests(fd, size, ("md5",)).digests["md5"].hex()
+    '900150983cd24fb0d6963f7d28e17f72'
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from filters.digests import (
+    HASHER_FACTORIES,
+    SAMPLE_CHUNK,
+    SAMPLE_KIND,
+    FileChangedError,
+    sample_digest_from_parts,
+    sample_digest_of_bytes,
+    sample_offsets,
+)
+
+SMALL_FILE = 1 << 20
+STREAM_BLOCK = 1 << 20
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+NOATIME = getattr(os, "O_NOATIME", 0)
+
+_buffers = threading.local()
+
+
+class NotRegularFile(OSError):
+    """The name turned out not to be a regular file when opened (it changed since it was listed)."""
+
+
+class ReadCancelled(Exception):
+    """The scan was stopped while this file was being read."""
+
+
+@dataclass(frozen=True, slots=True)
+class DigestResult:
+    digests: dict[str, bytes]
+    bytes_read: int
+
+
+def open_regular(dir_fd: int, name: bytes) -> tuple[int, int]:
+    """Open ``name`` in ``dir_fd`` for reading; returns (fd, size). Never follows a symlink.
+
+    O_NONBLOCK: opening a FIFO would otherwise block until a writer appears. O_NOATIME: leaves the
+    access time alone (refused with EPERM on files of other owners without CAP_FOWNER: retried
+    without it). Raises ``NotRegularFile`` (and closes) when ``fstat`` shows anything else.
+    """
+    try:
+        fd = os.open(name, OPEN_FLAGS | NOATIME, dir_fd=dir_fd)
+    except PermissionError as err:
+        if not NOATIME or err.errno != errno.EPERM:
+            raise
+        fd = os.open(name, OPEN_FLAGS, dir_fd=dir_fd)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(errno.EINVAL, f"not a regular file when opened (mode {info.st_mode:o})")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info.st_size
+
+
+def read_digests(
+    fd: int, size: int, kinds: Sequence[str], cancel: threading.Event | None = None
+) -> DigestResult:
+    """The digests of ``kinds`` of the open file ``fd`` of ``size`` bytes, in one read.
+
+    Raises ``FileChangedError`` when the file turns out not to be ``size`` bytes long, OSError on
+    read errors and ``ReadCancelled`` when ``cancel`` is set while a large file is streamed.
+    """
+    whole = [k for k in kinds if k != SAMPLE_KIND]
+    want_sample = SAMPLE_KIND in kinds
+    if not whole:
+        return _sample_only(fd, size) if want_sample else DigestResult({}, 0)
+    if size <= SMALL_FILE:
+        data = _read_exactly(fd, size)
+        found = {k: _hash_bytes(k, data) for k in whole}
+        if want_sample:
+            found[SAMPLE_KIND] = sample_digest_of_bytes(data)
+        return DigestResult(found, len(data))
+    return _stream(fd, size, whole, want_sample, cancel)
+
+
+def _hash_bytes(kind: str, data: bytes) -> bytes:
+    hasher = HASHER_FACTORIES[kind]()
+    hasher.update(data)
+    return hasher.digest()
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    """All ``size`` bytes; one more is asked for so that a file that grew is noticed."""
+    data = os.read(fd, size + 1)
+    if len(data) == size:
+        if size and os.read(fd, 1):
+            raise FileChangedError(errno.EIO, f"file grew while read (expected {size} bytes)")
+        return data
+    parts = [data]
+    total = len(data)
+    while 0 < total <= size:
+        more = os.read(fd, size + 1 - total)
+        if not more:
+            break
+        parts.append(more)
+        total += len(more)
+    if total != size:
+        raise FileChangedError(errno.EIO, f"file changed size while read ({total} of {size} bytes)")
+    return b"".join(parts)
+
+
+def _sample_only(fd: int, size: int) -> DigestResult:
+    offsets = sample_offsets(size)
+    if not offsets:
+        data = os.pread(fd, size + 1, 0)
+        if len(data) != size:
+            raise FileChangedError(errno.EIO, f"file changed size while read ({len(data)} of {size} bytes)")
+        return DigestResult({SAMPLE_KIND: sample_digest_from_parts(size, [data])}, len(data))
+    parts = []
+    for offset in offsets:
+        part = os.pread(fd, SAMPLE_CHUNK, offset)
+        if len(part) != SAMPLE_CHUNK:
+            raise FileChangedError(errno.EIO, f"file shrank while read (expected {size} bytes)")
+        parts.append(part)
+    return DigestResult({SAMPLE_KIND: sample_digest_from_parts(size, parts)}, len(offsets) * SAMPLE_CHUNK)
+
+
+def _stream_buffer() -> memoryview:
+    view: memoryview | None = getattr(_buffers, "view", None)
+    if view is None:
+        view = _buffers.view = memoryview(bytearray(STREAM_BLOCK))
+    return view
+
+
+def _stream(
+    fd: int, size: int, whole: list[str], want_sample: bool, cancel: threading.Event | None
+) -> DigestResult:
+    hashers = [HASHER_FACTORIES[k]() for k in whole]
+    ranges = [(o, o + SAMPLE_CHUNK) for o in sample_offsets(size)] if want_sample else []
+    parts = [bytearray() for _ in ranges]
+    view = _stream_buffer()
+    done = 0
+    while True:
+        if cancel is not None and cancel.is_set():
+            raise ReadCancelled
+        n = os.readv(fd, [view])
+        if n == 0:
+            break
+        chunk = view[:n]
+        for hasher in hashers:
+            hasher.update(chunk)
+        for (start, stop), part in zip(ranges, parts, strict=True):
+            lo, hi = max(start, done), min(stop, done + n)
+            if lo < hi:
+                part += chunk[lo - done : hi - done]
+        done += n
+        if done > size:
+            raise FileChangedError(errno.EIO, f"file grew while read (expected {size} bytes)")
+    if done != size:
+        raise FileChangedError(errno.EIO, f"file changed size while read ({done} of {size} bytes)")
+    found = {k: h.digest() for k, h in zip(whole, hashers, strict=True)}
+    if want_sample:
+        found[SAMPLE_KIND] = sample_digest_from_parts(size, parts)
+    return DigestResult(found, done)

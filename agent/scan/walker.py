@@ -1,0 +1,297 @@
+"""The walk: finds every regular file under the roots, most likely material first, and hands them
+out in batches while it goes on walking (the first batch leaves after one directory listing).
+
+Safe on hostile trees:
+
+* iterative (a heap, no recursion), and every directory is opened relative to its parent's open
+  descriptor (``openat``), so depth and PATH_MAX do not matter and no path is resolved twice;
+* never follows a symlink (``O_NOFOLLOW``; symlinks are skipped and counted), never opens anything
+  but a directory or a regular file (FIFOs, sockets and devices are skipped by their ``lstat``
+  type, never opened);
+* a directory already visited (same ``st_dev``/``st_ino``: bind mounts, loops) is skipped;
+* errors (permission, vanished entries, I/O errors while listing) are recorded and the walk goes on.
+
+A directory's descriptor stays open while batches of its files are pending (reference counted;
+workers call ``release``), so workers open files with ``openat`` too. Order: see ``order``.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import os
+import stat
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from agent.scan.order import NORMAL, directory_class, directory_rank, file_rank, is_media_name
+from agent.scan.report import Problem
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+BATCH_COST = 8 << 20  # bytes of reading per batch (so a worker is not handed several large files)
+BATCH_FILES = 64
+PER_FILE_COST = 4096  # opening and looking up a file costs about as much as reading 4 KiB
+
+SKIP_CODES = {
+    stat.S_IFIFO: ("fifo", "FIFO (named pipe): not opened"),
+    stat.S_IFSOCK: ("socket", "socket: not opened"),
+    stat.S_IFCHR: ("char_device", "character device: not opened"),
+    stat.S_IFBLK: ("block_device", "block device: not opened"),
+}
+
+
+@dataclass(slots=True, eq=False)
+class OpenDirectory:
+    """A directory's descriptor and the prefix of its children's paths; ``refs`` pending items."""
+
+    fd: int
+    prefix: bytes
+    refs: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FileTask:
+    name: bytes
+    size: int
+
+
+@dataclass(slots=True)
+class Batch:
+    directory: OpenDirectory
+    files: list[FileTask]
+
+
+@dataclass(slots=True)
+class _PendingDirectory:
+    parent: OpenDirectory | None  # None: a root, opened by its path
+    name: bytes
+    path: bytes
+    klass: int
+
+
+@dataclass(slots=True)
+class _PendingFiles:
+    directory: OpenDirectory
+    files: list[FileTask]
+
+
+class WalkSink(Protocol):
+    def submit(self, batch: Batch) -> None: ...
+    def stopped(self) -> bool: ...
+
+
+@dataclass
+class WalkTally:
+    """Written by the walking thread only; read by others for progress."""
+
+    directories: int = 0
+    files_seen: int = 0
+    bytes_seen: int = 0
+    bytes_to_read: int = 0
+    files_empty: int = 0
+    done: bool = False
+    errors: list[Problem] = field(default_factory=list)
+    skipped: list[Problem] = field(default_factory=list)
+
+
+def errno_code(err: OSError) -> str:
+    return errno.errorcode.get(err.errno or 0, "OSError")
+
+
+def os_reason(what: str, err: OSError) -> str:
+    return f"{what}: {err.strerror or err}"
+
+
+class TreeWalker:
+    """Walks roots (see the module docstring); ``walk`` runs in one thread, ``release`` in any."""
+
+    def __init__(self, sink: WalkSink, read_cost: Callable[[int], int]) -> None:
+        self.sink = sink
+        self.read_cost = read_cost
+        self.tally = WalkTally()
+        self._heap: list[tuple[int, int, _PendingDirectory | _PendingFiles]] = []
+        self._seq = 0
+        self._visited: set[tuple[int, int]] = set()
+        self._lock = threading.Lock()
+        self._open: set[OpenDirectory] = set()
+
+    def walk(self, roots: Sequence[bytes]) -> None:
+        try:
+            for root in reversed(roots):  # last pushed pops first: roots in the order given
+                self._push_root(root)
+            while self._heap and not self.sink.stopped():
+                _, _, item = heapq.heappop(self._heap)
+                if isinstance(item, _PendingDirectory):
+                    self._visit(item)
+                else:
+                    self._hand_out(item)
+        finally:
+            for _, _, item in self._heap:
+                owner = item.parent if isinstance(item, _PendingDirectory) else item.directory
+                if owner is not None:
+                    self.release(owner)
+            self._heap.clear()
+            self.tally.done = True
+
+    def release(self, directory: OpenDirectory) -> None:
+        with self._lock:
+            directory.refs -= 1
+            if directory.refs == 0:
+                self._open.discard(directory)
+                os.close(directory.fd)
+
+    def close_all(self) -> None:
+        """Close what is still open (after the workers ended, whatever happened)."""
+        with self._lock:
+            for directory in self._open:
+                os.close(directory.fd)
+            self._open.clear()
+
+    def _push(self, rank: int, item: _PendingDirectory | _PendingFiles) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (-rank, -self._seq, item))
+
+    def _push_root(self, root: bytes) -> None:
+        try:
+            info = os.lstat(root)
+        except OSError as err:
+            self.tally.errors.append(Problem(root, os_reason("cannot read root", err), errno_code(err)))
+            return
+        if stat.S_ISDIR(info.st_mode):
+            self._push(directory_rank(NORMAL), _PendingDirectory(None, root, root, NORMAL))
+        elif stat.S_ISREG(info.st_mode):
+            head, name = os.path.split(root)
+            try:
+                fd = os.open(head or b".", DIR_FLAGS & ~os.O_NOFOLLOW)
+            except OSError as err:
+                self.tally.errors.append(Problem(root, os_reason("cannot open folder", err), errno_code(err)))
+                return
+            directory = self._opened(fd, root[: len(root) - len(name)])
+            self._add_files(directory, [(name, info)], NORMAL)
+        else:
+            self._skip_by_type(root, info.st_mode)
+
+    def _opened(self, fd: int, prefix: bytes) -> OpenDirectory:
+        directory = OpenDirectory(fd, prefix)
+        with self._lock:
+            self._open.add(directory)
+        return directory
+
+    def _visit(self, item: _PendingDirectory) -> None:
+        parent = item.parent
+        try:
+            if parent is None:
+                fd = os.open(item.path, DIR_FLAGS)
+            else:
+                fd = os.open(item.name, DIR_FLAGS, dir_fd=parent.fd)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                self.tally.skipped.append(Problem(item.path, "symlink: not followed", "symlink"))
+            else:
+                self.tally.errors.append(
+                    Problem(item.path, os_reason("cannot open folder", err), errno_code(err))
+                )
+            return
+        finally:
+            if parent is not None:
+                self.release(parent)
+        info = os.fstat(fd)
+        if (info.st_dev, info.st_ino) in self._visited:
+            os.close(fd)
+            reason = "folder already visited (bind mount or folder loop): not read again"
+            self.tally.skipped.append(Problem(item.path, reason, "loop"))
+            return
+        self._visited.add((info.st_dev, info.st_ino))
+        self.tally.directories += 1
+        directory = self._opened(fd, item.path if item.path.endswith(b"/") else item.path + b"/")
+        subdirectories, files = self._list(directory)
+        directory.refs += 1  # held while pushing
+        for name in sorted(subdirectories, reverse=True):
+            klass = directory_class(name, item.klass)
+            directory.refs += 1
+            self._push(
+                directory_rank(klass), _PendingDirectory(directory, name, directory.prefix + name, klass)
+            )
+        self._add_files(directory, files, item.klass)
+        self.release(directory)
+
+    def _list(self, directory: OpenDirectory) -> tuple[list[bytes], list[tuple[bytes, os.stat_result]]]:
+        subdirectories: list[bytes] = []
+        files: list[tuple[bytes, os.stat_result]] = []
+        try:
+            with os.scandir(directory.fd) as entries:
+                for entry in entries:
+                    name = os.fsencode(entry.name)
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            subdirectories.append(name)
+                            continue
+                        if entry.is_symlink():
+                            path = directory.prefix + name
+                            self.tally.skipped.append(Problem(path, "symlink: not followed", "symlink"))
+                            continue
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError as err:
+                        path = directory.prefix + name
+                        self.tally.errors.append(
+                            Problem(path, os_reason("cannot stat", err), errno_code(err))
+                        )
+                        continue
+                    if stat.S_ISREG(info.st_mode):
+                        files.append((name, info))
+                    elif stat.S_ISDIR(info.st_mode):
+                        subdirectories.append(name)
+                    else:
+                        self._skip_by_type(directory.prefix + name, info.st_mode)
+        except OSError as err:
+            reason = os_reason(f"listing failed after {len(subdirectories) + len(files)} entries", err)
+            self.tally.errors.append(Problem(directory.prefix.rstrip(b"/") or b"/", reason, errno_code(err)))
+        return subdirectories, files
+
+    def _skip_by_type(self, path: bytes, mode: int) -> None:
+        code, reason = SKIP_CODES.get(stat.S_IFMT(mode), ("other", f"not a regular file (mode {mode:o})"))
+        if stat.S_ISLNK(mode):
+            code, reason = "symlink", "symlink: not followed"
+        self.tally.skipped.append(Problem(path, reason, code))
+
+    def _add_files(
+        self, directory: OpenDirectory, files: list[tuple[bytes, os.stat_result]], klass: int
+    ) -> None:
+        media: list[FileTask] = []
+        plain: list[FileTask] = []
+        tally = self.tally
+        for name, info in sorted(files, key=lambda pair: pair[0]):
+            size = info.st_size
+            tally.files_seen += 1
+            tally.bytes_seen += size
+            if size == 0:
+                tally.files_empty += 1
+                continue
+            tally.bytes_to_read += self.read_cost(size)
+            (media if is_media_name(name) else plain).append(FileTask(name, size))
+        for tasks in (plain, media):  # media pushed last: pops first among equal ranks
+            if tasks:
+                directory.refs += 1
+                self._push(file_rank(tasks[0].name, klass), _PendingFiles(directory, tasks))
+
+    def _hand_out(self, item: _PendingFiles) -> None:
+        batch: list[FileTask] = []
+        cost = 0
+        for task in item.files:
+            batch.append(task)
+            cost += self.read_cost(task.size) + PER_FILE_COST
+            if cost >= BATCH_COST or len(batch) >= BATCH_FILES:
+                self._submit(item.directory, batch)
+                batch, cost = [], 0
+                if self.sink.stopped():
+                    break
+        if batch:
+            self._submit(item.directory, batch)
+        self.release(item.directory)
+
+    def _submit(self, directory: OpenDirectory, files: list[FileTask]) -> None:
+        with self._lock:
+            directory.refs += 1
+        self.sink.submit(Batch(directory, files))
