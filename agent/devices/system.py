@@ -24,6 +24,8 @@ BLKROSET = 0x125D
 BLKGETSIZE64 = 0x80081272
 MS_FLAGS = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024}
 MNT_DETACH = 2
+MS_REMOUNT = 32
+MS_BIND = 4096
 FUSE_MOUNT_TIMEOUT = 30.0
 
 
@@ -119,6 +121,14 @@ class SystemBackend:
         if done.returncode != 0 or self.mount_options(target) is None:
             message = (done.stderr or done.stdout).strip().splitlines()
             raise OSError(errno.EIO, f"{program}: {message[-1] if message else f'exit {done.returncode}'}")
+        # FUSE drivers pass on only some generic options (fuse-exfat drops noexec): set every one of
+        # them on the mount itself with a bind remount, which touches no superblock.
+        flags, _ = split_options(options)
+        target_bytes = os.fsencode(str(target))
+        if self._libc.mount(None, target_bytes, None, MS_REMOUNT | MS_BIND | flags, None) != 0:
+            code = ctypes.get_errno()
+            self.unmount(target)
+            raise OSError(code, f"cannot restrict the FUSE mount: {os.strerror(code)}")
 
     def unmount(self, target: Path) -> None:
         path = os.fsencode(str(target))

@@ -1,0 +1,69 @@
+"""Fixtures for device tests: generated images, evidence loop devices, a runtime folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.devices.mounter import Mounter
+
+from .images import PartitionSpec, make_disk_image, missing_tools
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Path:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def mounter(runtime: Path) -> Mounter:
+    return Mounter(runtime)
+
+
+ImageFactory = Callable[[str, list[PartitionSpec]], Path]
+
+
+@pytest.fixture
+def disk_image(tmp_path: Path) -> ImageFactory:
+    def make(scheme: str, partitions: list[PartitionSpec]) -> Path:
+        missing = missing_tools([p.kind for p in partitions])
+        if missing:
+            pytest.skip(f"needs {', '.join(missing)} to build the test image")
+        return make_disk_image(
+            tmp_path / f"fieldtriage-test-{len(list(tmp_path.iterdir()))}.img", scheme, partitions
+        )
+
+    return make
+
+
+def leftovers(runtime: Path) -> list[str]:
+    """Mounts under the runtime folder, loop devices over test images, folders left behind."""
+    found = []
+    mounts = Path("/proc/self/mountinfo").read_text()
+    found += [f"mount {line.split()[4]}" for line in mounts.splitlines() if str(runtime) in line.split()[4]]
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    found += [
+        f"loop {line}"
+        for line in loops.splitlines()
+        if "fieldtriage-test" in line and "(deleted)" not in line
+    ]
+    mount_root = runtime / "mounts"
+    if mount_root.exists():
+        found += [f"folder {p}" for p in mount_root.iterdir()]
+    return found
+
+
+@pytest.fixture
+def clean_after(runtime: Path) -> Iterator[None]:
+    yield
+    assert [x for x in leftovers(runtime) if not x.startswith("loop")] == []
+
+
+def random_files(count: int, seed: int = 0) -> dict[str, bytes]:
+    return {f"DCIM/IMG_{i:04}.JPG": os.urandom(20_000 + i * 1000) for i in range(count)}
