@@ -19,7 +19,8 @@ UDEVD_PATHS = ("/lib/systemd/systemd-udevd", "/usr/lib/systemd/systemd-udevd")
 def udevd_running() -> bool:
     if shutil.which("udevadm") is None:
         return False
-    return subprocess.run(["udevadm", "control", "--ping", "--timeout=2"], capture_output=True).returncode == 0
+    ping = subprocess.run(["udevadm", "control", "--ping", "--timeout=2"], capture_output=True)
+    return ping.returncode == 0
 
 
 def ensure_udevd() -> str:

@@ -82,8 +82,7 @@ class UdevDeviceSource:
         self._start_monitor()
 
     def _start_monitor(self) -> None:
-        if self.monitor is not None:
-            self.monitor.stop()
+        self.monitor = None  # pyudev closes a monitor's socket when the object goes
         monitor = pyudev.Monitor.from_netlink(self.context)
         monitor.filter_by("block")
         try:
@@ -157,9 +156,7 @@ class UdevDeviceSource:
         return compare_states(self.reported, devpath, current)
 
     def close(self) -> None:
-        if self.monitor is not None:
-            self.monitor.stop()
-            self.monitor = None
+        self.monitor = None
 
     def __enter__(self) -> UdevDeviceSource:
         return self
