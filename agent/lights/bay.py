@@ -1,0 +1,176 @@
+"""Lights of one bay: a signal shown through a backend, rendered by a ticker from the signal table.
+
+A ``LightsBackend`` only switches outputs (``set(levels)``); ``BayLights`` decides what they show:
+it renders ``signals.levels_at`` for the current signal and calls the backend when a level changes.
+One ``LightsTicker`` thread drives every bay (20 steps a second); tests drive ``render(now)``
+themselves with a stepped clock, so pin histories are exact.
+
+Backends: ``GpioLights`` (gpiozero, any pin factory: lgpio on a Pi 5, the mock factory in tests),
+``TerminalLights`` (the same states drawn in a terminal, for ``make demo``), ``RecordingLights``.
+
+Example::
+
+    >>> recorder = RecordingLights()
+    >>> bay = BayLights("front", recorder, clock=lambda: 0.0)
+    >>> bay.show(Signal.NO_MATCH)
+    >>> bay.render(0.0)
+    >>> recorder.history[-1]
+    Levels(red=False, amber=False, green=True, buzzer=False)
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TextIO
+
+from agent.lights.signals import Levels, Signal, levels_at
+
+TICK_SECONDS = 0.05
+
+
+class LightsBackend(Protocol):
+    def set(self, levels: Levels) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class RecordingLights:
+    """Keeps every level change (tests, and a kiosk built without lights)."""
+
+    def __init__(self) -> None:
+        self.history: list[Levels] = []
+
+    def set(self, levels: Levels) -> None:
+        self.history.append(levels)
+
+    def close(self) -> None:
+        pass
+
+
+class GpioLights:
+    """Three LEDs and an optional buzzer through gpiozero, with the pin factory injected."""
+
+    def __init__(
+        self,
+        red: int,
+        amber: int,
+        green: int,
+        buzzer: int | None = None,
+        *,
+        active_high: bool = True,
+        pin_factory: Any = None,
+    ) -> None:
+        from gpiozero import LED, Buzzer
+
+        self.outputs = [
+            LED(pin, active_high=active_high, pin_factory=pin_factory) for pin in (red, amber, green)
+        ]
+        self.buzzer = (
+            Buzzer(buzzer, active_high=active_high, pin_factory=pin_factory) if buzzer is not None else None
+        )
+
+    def set(self, levels: Levels) -> None:
+        for output, level in zip(self.outputs, (levels.red, levels.amber, levels.green), strict=True):
+            if output.is_lit != level:
+                output.value = level
+        if self.buzzer is not None and self.buzzer.is_active != levels.buzzer:
+            self.buzzer.value = levels.buzzer
+
+    def close(self) -> None:
+        for device in [*self.outputs, *([self.buzzer] if self.buzzer else [])]:
+            device.off()
+            device.close()
+
+
+class TerminalLights:
+    """Draws a bay's lights as one terminal line: ``[front] (R) (A) (G) BEEP``."""
+
+    def __init__(self, name: str, stream: TextIO = sys.stdout, colour: bool | None = None) -> None:
+        self.name = name
+        self.stream = stream
+        self.colour = stream.isatty() if colour is None else colour
+        self.lock = threading.Lock()
+
+    def _lamp(self, on: bool, letter: str, code: str) -> str:
+        if not on:
+            return " . "
+        return f"\033[{code}m({letter})\033[0m" if self.colour else f"({letter})"
+
+    def set(self, levels: Levels) -> None:
+        text = " ".join(
+            (
+                self._lamp(levels.red, "R", "41;97"),
+                self._lamp(levels.amber, "A", "43;30"),
+                self._lamp(levels.green, "G", "42;30"),
+                "BEEP" if levels.buzzer else "    ",
+            )
+        )
+        with self.lock:
+            self.stream.write(f"  lights [{self.name}] {text}\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class BayLights:
+    """The signal a bay shows, and what it has shown (for the status file and the journal)."""
+
+    def __init__(
+        self, name: str, backend: LightsBackend, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.name = name
+        self.backend = backend
+        self.clock = clock
+        self.signal = Signal.OFF
+        self.progress: float | None = None
+        self.since = clock()
+        self.shown: list[str] = []
+        self._levels: Levels | None = None
+        self._lock = threading.Lock()
+
+    def show(self, signal: Signal, progress: float | None = None) -> None:
+        with self._lock:
+            if signal is not self.signal:
+                self.signal = signal
+                self.since = self.clock()
+                self.shown.append(signal.value)
+            self.progress = progress
+
+    def render(self, now: float | None = None) -> None:
+        with self._lock:
+            moment = self.clock() if now is None else now
+            levels = levels_at(self.signal, moment - self.since, self.progress)
+            if levels != self._levels:
+                self._levels = levels
+                self.backend.set(levels)
+
+    def close(self) -> None:
+        with self._lock:
+            self.signal = Signal.OFF
+            self._levels = Levels()
+            self.backend.set(Levels())
+            self.backend.close()
+
+
+class LightsTicker:
+    """One thread that renders every bay; ``close()`` stops it."""
+
+    def __init__(self, bays: list[BayLights], tick: float = TICK_SECONDS) -> None:
+        self.bays = bays
+        self.tick = tick
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lights", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick):
+            for bay in self.bays:
+                bay.render()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -1,0 +1,97 @@
+"""The signal table: what each state of a bay looks like, in one place (docs/operations.md shows it).
+
+Each bay has three lights stacked like a traffic light, red on top, amber in the middle, green at the
+bottom, and optionally a buzzer. Every signal differs in position and pattern, not only in colour,
+so an officer with red-green colour blindness reads them as surely as anyone:
+
+| signal | top (red) | middle (amber) | bottom (green) | buzzer |
+|---|---|---|---|---|
+| ready | off | off | 0.1 s flash every 3 s | off |
+| scanning | off | blinks: 1/s, 2/s past half, 4/s past 90 % | off | off |
+| scanning, priority hit found | on | blinks as scanning | off | 3 short beeps |
+| priority match | on | off | off | 3 short beeps |
+| match (non-priority sets only) | blinks slowly (1 s on, 1 s off) | off | off | off |
+| no match | off | off | on | off |
+| could not check | off | on | off | 1 long beep |
+| no valid filter / fault | alternates with amber, 2/s | alternates with red | off | 1 long beep |
+| sync stick in use | off | alternates with green, 1/s | alternates with amber | off |
+| sync done | off | off | 2 short flashes every 2 s | 2 short beeps |
+
+Example::
+
+    >>> levels_at(Signal.NO_MATCH, 12.0)
+    Levels(red=False, amber=False, green=True, buzzer=False)
+    >>> [levels_at(Signal.SCANNING, t, progress=0.95).amber for t in (0.1, 0.2)]
+    [True, False]
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+
+class Signal(enum.Enum):
+    OFF = "off"
+    READY = "ready"
+    SCANNING = "scanning"
+    SCANNING_PRIORITY = "scanning_priority_hit"
+    PRIORITY_MATCH = "priority_match"
+    MATCH = "match"
+    NO_MATCH = "no_match"
+    INCOMPLETE = "could_not_check"
+    FAULT = "fault"
+    SYNC = "sync"
+    SYNC_DONE = "sync_done"
+
+
+class Levels(NamedTuple):
+    red: bool = False
+    amber: bool = False
+    green: bool = False
+    buzzer: bool = False
+
+
+def _blink(t: float, period: float, on: float) -> bool:
+    return (t % period) < on
+
+
+def _beeps(t: float, count: int, on: float = 0.15, off: float = 0.15) -> bool:
+    """``count`` beeps at the start of a signal, then silence."""
+    return t < count * (on + off) and _blink(t, on + off, on)
+
+
+def _scan_period(progress: float | None) -> float:
+    if progress is None or progress < 0.5:
+        return 1.0
+    return 0.5 if progress < 0.9 else 0.25
+
+
+def levels_at(signal: Signal, t: float, progress: float | None = None) -> Levels:
+    """The lights ``t`` seconds after ``signal`` began (a pure function: tests step time)."""
+    if signal is Signal.READY:
+        return Levels(green=_blink(t, 3.0, 0.1))
+    if signal in (Signal.SCANNING, Signal.SCANNING_PRIORITY):
+        period = _scan_period(progress)
+        amber = _blink(t, period, period / 2)
+        if signal is Signal.SCANNING:
+            return Levels(amber=amber)
+        return Levels(red=True, amber=amber, buzzer=_beeps(t, 3))
+    if signal is Signal.PRIORITY_MATCH:
+        return Levels(red=True, buzzer=_beeps(t, 3))
+    if signal is Signal.MATCH:
+        return Levels(red=_blink(t, 2.0, 1.0))
+    if signal is Signal.NO_MATCH:
+        return Levels(green=True)
+    if signal is Signal.INCOMPLETE:
+        return Levels(amber=True, buzzer=t < 1.0)
+    if signal is Signal.FAULT:
+        red = _blink(t, 0.5, 0.25)
+        return Levels(red=red, amber=not red, buzzer=t < 1.0)
+    if signal is Signal.SYNC:
+        green = _blink(t, 1.0, 0.5)
+        return Levels(amber=not green, green=green)
+    if signal is Signal.SYNC_DONE:
+        return Levels(green=_blink(t % 2.0, 0.4, 0.2) and (t % 2.0) < 0.8, buzzer=_beeps(t, 2))
+    return Levels()
+
