@@ -24,9 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     filter_cli.register(subparsers)
     from agent import demo
+    from agent.daemon import cli as agent_cli
     from agent.devices import cli as devices_cli
+    from agent.scan import cli as scan_cli
 
+    scan_cli.register(subparsers)
     devices_cli.register(subparsers)
+    agent_cli.register(subparsers)
     demo.register(subparsers)
     return parser
 

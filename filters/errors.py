@@ -66,3 +66,15 @@ class DeviceError(FieldtriageError):
 
 class MountError(FieldtriageError):
     """A filesystem that cannot be mounted read-only."""
+
+
+class ConfigError(FieldtriageError):
+    """A configuration file or key that cannot be used."""
+
+
+class JournalError(FieldtriageError):
+    """A journal that cannot be opened, written or read: a fault the daemon must signal."""
+
+
+class StationError(FieldtriageError):
+    """A station home, key, database, import source or report that cannot be used."""

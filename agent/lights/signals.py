@@ -94,4 +94,3 @@ def levels_at(signal: Signal, t: float, progress: float | None = None) -> Levels
     if signal is Signal.SYNC_DONE:
         return Levels(green=_blink(t % 2.0, 0.4, 0.2) and (t % 2.0) < 0.8, buzzer=_beeps(t, 2))
     return Levels()
-

@@ -43,7 +43,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Scan folders or files with signed contraband filters. Exit status: 0 no match and "
         "every file read, 1 something matched, 2 could not scan, 3 no match but incomplete.",
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="folder or file to scan")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="folder or file to scan")
+    parser.add_argument(
+        "--device", metavar="DEV",
+        help="a block device: every partition mounted read-only through its own loop device (root)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--image", metavar="FILE", help="a raw disk or partition image, mounted the same way (root)"
+    )
     parser.add_argument(
         "--filter", dest="filters", action="append", required=True, type=Path, metavar="FILTER",
         help="filter file (.ftf); repeat for several",
@@ -64,20 +71,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def cmd_scan(args: argparse.Namespace) -> int:
     if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
         raise UsageError("--workers", f"must be between 1 and {MAX_WORKERS}, not {args.workers}")
+    given = [bool(args.paths), args.device is not None, args.image is not None]
+    if sum(given) != 1:
+        raise UsageError("scan", "give folders to scan, or one --device, or one --image")
+    if args.device is not None or args.image is not None:
+        from agent.scan.device_cli import scan_device_or_image
+
+        return scan_device_or_image(args)
     for path in args.paths:
         if not os.path.lexists(path):
             raise UsageError(path, "no such file or folder to scan")
-    trust = TrustStore.from_paths(args.trust)
-    if not trust.keys:
-        raise UsageError("--trust", "no usable public key in " + ", ".join(args.trust))
-    filters = [load_filter(path, trust) for path in args.filters]
-    scanner = Scanner(
-        filters,
-        mode=args.mode,
-        workers=args.workers,
-        stop_at_first_priority=args.stop_at_first_priority,
-        cancel=threading.Event(),
-    )
+    scanner = build_scanner(args)
     bar = ProgressBar(sys.stderr) if ProgressBar.wanted(sys.stderr) else None
     report = scanner.scan([os.fsencode(p) for p in args.paths], bar)
     if args.json:
@@ -86,6 +90,21 @@ def cmd_scan(args: argparse.Namespace) -> int:
     else:
         print_summary(report, sys.stdout)
     return report.exit_status
+
+
+def build_scanner(args: argparse.Namespace) -> Scanner:
+    """The scanner the arguments ask for, with every filter loaded and verified (or UsageError)."""
+    trust = TrustStore.from_paths(args.trust)
+    if not trust.keys:
+        raise UsageError("--trust", "no usable public key in " + ", ".join(args.trust))
+    filters = [load_filter(path, trust) for path in args.filters]
+    return Scanner(
+        filters,
+        mode=args.mode,
+        workers=args.workers,
+        stop_at_first_priority=args.stop_at_first_priority,
+        cancel=threading.Event(),
+    )
 
 
 def print_summary(report: ScanReport, out: TextIO) -> None:

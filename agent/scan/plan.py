@@ -28,13 +28,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from filters.digests import SAMPLE_KIND, normalise_kinds
+from filters.digests import SAMPLE_KIND, SAMPLE_WHOLE_LIMIT, normalise_kinds
 from filters.errors import UsageError
 from filters.model import ContrabandFilter, SetMatch
 
 Mode = Literal["auto", "quick", "full"]
 MODES: tuple[Mode, ...] = ("auto", "quick", "full")
 SetRole = Literal["consulted", "confirm_only", "skipped"]
+SAMPLE_READ_LIMIT = SAMPLE_WHOLE_LIMIT  # a sample reads at most 48 KiB
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class ScanPlan:
     mode: Mode
     filters: tuple[FilterPlan, ...]
     first_pass_kinds: tuple[str, ...]
+    whole_file_first: bool  # the first pass already reads every file whole
 
     @classmethod
     def build(cls, filters: Sequence[ContrabandFilter], mode: Mode) -> ScanPlan:
@@ -82,16 +84,11 @@ class ScanPlan:
         if mode == "quick" and not any(p.first_pass_kinds for p in plans):
             raise UsageError("--mode", "quick mode needs a sample set, and no loaded filter has one")
         kinds = normalise_kinds(k for p in plans for k in p.first_pass_kinds)
-        return cls(mode, plans, kinds)
-
-    @property
-    def whole_file_first(self) -> bool:
-        """True when the first pass already reads every file whole."""
-        return any(k != SAMPLE_KIND for k in self.first_pass_kinds)
+        return cls(mode, plans, kinds, any(k != SAMPLE_KIND for k in kinds))
 
     def read_cost(self, size: int) -> int:
         """Bytes the first pass reads of a file of ``size`` bytes (for batching and progress)."""
-        return size if self.whole_file_first else min(size, 3 * 16 * 1024)
+        return size if self.whole_file_first or size < SAMPLE_READ_LIMIT else SAMPLE_READ_LIMIT
 
 
 def _plan_filter(contraband: ContrabandFilter, mode: Mode) -> FilterPlan:

@@ -133,6 +133,8 @@ def _read_exactly(fd: int, size: int) -> bytes:
 
 def _sample_only(fd: int, size: int) -> DigestResult:
     offsets = sample_offsets(size)
+    if offsets:
+        _no_readahead(fd)
     if not offsets:
         data = os.pread(fd, size + 1, 0)
         if len(data) != size:
@@ -145,6 +147,14 @@ def _sample_only(fd: int, size: int) -> DigestResult:
             raise FileChangedError(errno.EIO, f"file shrank while read (expected {size} bytes)")
         parts.append(part)
     return DigestResult({SAMPLE_KIND: sample_digest_from_parts(size, parts)}, len(offsets) * SAMPLE_CHUNK)
+
+
+def _no_readahead(fd: int) -> None:
+    """Three 16 KiB preads would each pull a readahead window (128 KiB or more) from the device."""
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+    except (OSError, AttributeError):
+        pass  # only a hint
 
 
 def _stream_buffer() -> memoryview:

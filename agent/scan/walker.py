@@ -96,6 +96,10 @@ class WalkTally:
     skipped: list[Problem] = field(default_factory=list)
 
 
+def _first(pair: tuple[bytes, os.stat_result]) -> bytes:
+    return pair[0]
+
+
 def errno_code(err: OSError) -> str:
     return errno.errorcode.get(err.errno or 0, "OSError")
 
@@ -220,34 +224,30 @@ class TreeWalker:
     def _list(self, directory: OpenDirectory) -> tuple[list[bytes], list[tuple[bytes, os.stat_result]]]:
         subdirectories: list[bytes] = []
         files: list[tuple[bytes, os.stat_result]] = []
+        prefix = directory.prefix
+        fsencode = os.fsencode
         try:
             with os.scandir(directory.fd) as entries:
                 for entry in entries:
-                    name = os.fsencode(entry.name)
                     try:
-                        if entry.is_dir(follow_symlinks=False):
-                            subdirectories.append(name)
-                            continue
-                        if entry.is_symlink():
-                            path = directory.prefix + name
+                        if entry.is_file(follow_symlinks=False):  # d_type: no system call
+                            files.append((fsencode(entry.name), entry.stat(follow_symlinks=False)))
+                        elif entry.is_dir(follow_symlinks=False):
+                            subdirectories.append(fsencode(entry.name))
+                        elif entry.is_symlink():
+                            path = prefix + fsencode(entry.name)
                             self.tally.skipped.append(Problem(path, "symlink: not followed", "symlink"))
-                            continue
-                        info = entry.stat(follow_symlinks=False)
+                        else:
+                            mode = entry.stat(follow_symlinks=False).st_mode
+                            self._skip_by_type(prefix + fsencode(entry.name), mode)
                     except OSError as err:
-                        path = directory.prefix + name
+                        path = prefix + fsencode(entry.name)
                         self.tally.errors.append(
                             Problem(path, os_reason("cannot stat", err), errno_code(err))
                         )
-                        continue
-                    if stat.S_ISREG(info.st_mode):
-                        files.append((name, info))
-                    elif stat.S_ISDIR(info.st_mode):
-                        subdirectories.append(name)
-                    else:
-                        self._skip_by_type(directory.prefix + name, info.st_mode)
         except OSError as err:
             reason = os_reason(f"listing failed after {len(subdirectories) + len(files)} entries", err)
-            self.tally.errors.append(Problem(directory.prefix.rstrip(b"/") or b"/", reason, errno_code(err)))
+            self.tally.errors.append(Problem(prefix.rstrip(b"/") or b"/", reason, errno_code(err)))
         return subdirectories, files
 
     def _skip_by_type(self, path: bytes, mode: int) -> None:
@@ -262,14 +262,19 @@ class TreeWalker:
         media: list[FileTask] = []
         plain: list[FileTask] = []
         tally = self.tally
-        for name, info in sorted(files, key=lambda pair: pair[0]):
+        read_cost = self.read_cost
+        files.sort(key=_first)
+        for name, info in files:
+            if not stat.S_ISREG(info.st_mode):  # changed type between listing and stat
+                self._skip_by_type(directory.prefix + name, info.st_mode)
+                continue
             size = info.st_size
             tally.files_seen += 1
             tally.bytes_seen += size
             if size == 0:
                 tally.files_empty += 1
                 continue
-            tally.bytes_to_read += self.read_cost(size)
+            tally.bytes_to_read += read_cost(size)
             (media if is_media_name(name) else plain).append(FileTask(name, size))
         for tasks in (plain, media):  # media pushed last: pops first among equal ranks
             if tasks:

@@ -258,7 +258,7 @@ def pullable_device(image: Path) -> Iterator[PullableDevice]:
         import pytest
 
         pytest.skip("needs xfs_io (xfsprogs) to pull a device out")
-    container_image = image.with_name(image.name + ".container")
+    container_image = image.with_name(f"pull-container-{os.getpid()}.img")  # must not look like evidence
     with container_image.open("wb") as f:
         f.truncate(image.stat().st_size + (64 << 20))
     run("mkfs.ext4", "-q", "-F", container_image)

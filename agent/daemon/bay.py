@@ -1,0 +1,203 @@
+"""A bay: one USB port with its lights; a worker thread takes one device from plug to verdict.
+
+The worker mounts read-only, scans, lights red at the first priority hit while the scan goes on,
+leaves the verdict lit, and journals the whole scan. A failure in one bay's worker never reaches
+another bay: everything it does is caught and turned into "could not check".
+
+Example::
+
+    bay = Bay(BayConfig("front", red=17, amber=27, green=22), BayLights("front", RecordingLights()))
+    worker = BayWorker(bay, identity, mounter, filters, ScanConfig(), journal)
+    worker.start()
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent.config import BayConfig, ScanConfig
+from agent.device_scan import DeviceScanResult, scan_device
+from agent.devices.identity import DeviceIdentity
+from agent.devices.mounter import Mounter
+from agent.lights.bay import BayLights
+from agent.lights.signals import Signal
+from agent.scan.engine import Scanner
+from agent.scan.events import ScanEvent, ScanHit, ScanProgress
+from filters.model import ContrabandFilter
+
+log = logging.getLogger(__name__)
+
+VERDICT_SIGNALS = {
+    "priority_match": Signal.PRIORITY_MATCH,
+    "match": Signal.MATCH,
+    "no_match": Signal.NO_MATCH,
+    "incomplete": Signal.INCOMPLETE,
+}
+
+
+class JournalSink(Protocol):
+    def append(self, record: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Bay:
+    """A port, its lights, and what it is doing now (read by the status file)."""
+
+    config: BayConfig
+    lights: BayLights
+    phase: str = "ready"
+    device: DeviceIdentity | None = None
+    progress: float | None = None
+    verdict: str | None = None
+    hits: int = 0
+    priority_hits: int = 0
+    started: str | None = None
+    finished: str | None = None
+    worker: BayWorker | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None and self.worker.is_alive()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "port": self.config.port,
+            "phase": self.phase,
+            "signal": self.lights.signal.value,
+            "device": self.device.describe() if self.device else None,
+            "progress": self.progress,
+            "verdict": self.verdict,
+            "hits": self.hits,
+            "priority_hits": self.priority_hits,
+            "started": self.started,
+            "finished": self.finished,
+        }
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class BayWorker(threading.Thread):
+    def __init__(
+        self,
+        bay: Bay,
+        identity: DeviceIdentity,
+        mounter: Mounter,
+        filters: Sequence[ContrabandFilter],
+        scan_config: ScanConfig,
+        journal: JournalSink,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        super().__init__(name=f"bay-{bay.name}", daemon=True)
+        self.bay = bay
+        self.identity = identity
+        self.mounter = mounter
+        self.filters = list(filters)
+        self.scan_config = scan_config
+        self.journal = journal
+        self.on_change = on_change
+        self.cancel = threading.Event()
+        self.unplugged = False
+        self.result: DeviceScanResult | None = None
+        self.journal_error: str | None = None
+
+    def run(self) -> None:
+        bay = self.bay
+        bay.phase, bay.device, bay.verdict, bay.progress = "mounting", self.identity, None, None
+        bay.hits = bay.priority_hits = 0
+        bay.started, bay.finished = now_iso(), None
+        bay.lights.show(Signal.SCANNING, 0.0)
+        self.on_change()
+        started = time.monotonic()
+        try:
+            workers = self.scan_config.workers or (1 if self.identity.rotational else None)
+            scanner = Scanner(
+                self.filters,
+                mode=self.scan_config.mode,  # type: ignore[arg-type]
+                workers=workers,
+                stop_at_first_priority=self.scan_config.stop_at_first_priority,
+                cancel=self.cancel,
+            )
+            self.result = scan_device(
+                self.identity.devnode,
+                self.mounter,
+                scanner,
+                identity=self.identity,
+                on_event=self._on_event,
+                on_mounted=self._on_mounted,
+            )
+            verdict = self.result.verdict
+        except Exception:  # a bug must never turn into a green light or a dead kiosk
+            log.error("bay %s: scan failed:\n%s", bay.name, traceback.format_exc())
+            verdict = "incomplete"
+        if self.unplugged and verdict not in ("priority_match", "match"):
+            verdict = "incomplete"
+        bay.verdict = verdict
+        bay.phase = "done" if not self.unplugged else "removed early"
+        bay.finished = now_iso()
+        bay.progress = 1.0 if verdict != "incomplete" else bay.progress
+        bay.lights.show(VERDICT_SIGNALS[verdict])
+        self._journal(verdict, time.monotonic() - started)
+        self.on_change()
+
+    def _on_mounted(self, result: DeviceScanResult) -> None:
+        self.bay.phase = "scanning"
+        self.on_change()
+
+    def _on_event(self, event: ScanEvent) -> None:
+        bay = self.bay
+        if isinstance(event, ScanHit):
+            bay.hits += 1
+            if event.hit.priority:
+                bay.priority_hits += 1
+                bay.lights.show(Signal.SCANNING_PRIORITY, bay.progress)
+            self.on_change()
+        elif isinstance(event, ScanProgress):
+            if event.walk_done and event.bytes_to_read:
+                bay.progress = min(1.0, event.bytes_read / event.bytes_to_read)
+            signal = Signal.SCANNING_PRIORITY if bay.priority_hits else Signal.SCANNING
+            bay.lights.show(signal, bay.progress)
+
+    def _journal(self, verdict: str, seconds: float) -> None:
+        result = self.result
+        record: dict[str, Any] = {
+            "type": "scan",
+            "bay": self.bay.name,
+            "device": self.identity.describe(),
+            "filters": [
+                {"id": f.metadata.filter_id, "name": f.metadata.name, "signer": f.signer_key_id}
+                for f in self.filters
+            ],
+            "mode": self.scan_config.mode,
+            "started": self.bay.started,
+            "finished": self.bay.finished,
+            "seconds": round(seconds, 3),
+            "verdict": verdict,
+            "removed_early": self.unplugged,
+            "lights_shown": list(self.bay.lights.shown),
+        }
+        if result is not None:
+            device = result.to_json()
+            record["partitions"] = device["partitions"]
+            record["partition_table"] = device["partition_table"]
+            record["device_problems"] = device["device_problems"]
+            record["cleanup_problems"] = device["cleanup_problems"]
+            record["scan"] = device["scan"]
+        try:
+            self.journal.append(record)
+        except Exception as err:
+            self.journal_error = str(err)
+            log.error("bay %s: journal write failed: %s", self.bay.name, err)

@@ -1,0 +1,100 @@
+"""``fieldtriage agent``: run the kiosk daemon; ``fieldtriage agent status``: what it is doing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from agent.config import AgentConfig, load_config
+from agent.daemon.bay import JournalSink
+from agent.daemon.main import Daemon
+from agent.daemon.notify import SystemdNotifier
+from agent.daemon.status import format_status, read_status
+from agent.devices.mounter import Mounter
+from agent.devices.selection import DeviceSelector
+from agent.devices.source import UdevDeviceSource
+from agent.lights.bay import GpioLights, LightsBackend, RecordingLights, TerminalLights
+
+DEFAULT_CONFIG = Path("/etc/fieldtriage/agent.toml")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("agent", help="run the kiosk daemon, or show its status")
+    parser.add_argument("action", nargs="?", choices=("run", "status"), default="run")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+    parser.add_argument("--json", action="store_true", help="status as JSON")
+    parser.add_argument("--verbose", action="store_true", help="log every step")
+    parser.set_defaults(handler=cmd_agent)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    if args.action == "status":
+        config = load_config(args.config, check_folders=False)
+        status = read_status(config.paths.runtime / "status.json")
+        print(json.dumps(status, indent=2) if args.json else format_status(status))
+        return 0
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    config = load_config(args.config)
+    return build_daemon(config).run()
+
+
+def lights_for(config: AgentConfig, pin_factory: Any = None) -> dict[str, LightsBackend]:
+    backend = config.lights.backend
+    if backend == "mock" and pin_factory is None:
+        from gpiozero.pins.mock import MockFactory
+
+        pin_factory = MockFactory()
+    lights: dict[str, LightsBackend] = {}
+    for bay in config.bays:
+        if backend in ("gpio", "mock"):
+            lights[bay.name] = GpioLights(
+                bay.red, bay.amber, bay.green, bay.buzzer,
+                active_high=config.lights.active_high, pin_factory=pin_factory,
+            )  # fmt: skip
+        elif backend == "terminal":
+            lights[bay.name] = TerminalLights(bay.name)
+        else:
+            lights[bay.name] = RecordingLights()
+    return lights
+
+
+def open_journal(config: AgentConfig) -> tuple[JournalSink, Any]:
+    """The encrypted journal when a station key is configured, else a plain local log."""
+    from agent.journal import EncryptedJournal, PlainJournal
+
+    folder = config.paths.journal
+    folder.mkdir(parents=True, exist_ok=True)
+    if config.paths.station_key is not None:
+        journal = EncryptedJournal.open(folder, config.paths.device_key, config.paths.station_key)
+    else:
+        logging.getLogger(__name__).warning("no station key configured: journal is a plain local log")
+        journal = PlainJournal(folder)
+    return journal, journal
+
+
+def build_daemon(config: AgentConfig, *, pin_factory: Any = None) -> Daemon:
+    mounter = Mounter(config.paths.runtime)
+    selector = DeviceSelector.from_texts(config.devices.match)
+    source = UdevDeviceSource(selector, settle_seconds=config.devices.settle_seconds)
+    journal, handle = open_journal(config)
+
+    def journal_health() -> str | None:
+        return None if getattr(handle, "healthy", True) else f"journal: {getattr(handle, 'last_error', '?')}"
+
+    return Daemon(
+        config,
+        source=source,
+        mounter=mounter,
+        lights=lights_for(config, pin_factory),
+        journal=journal,
+        journal_health=journal_health,
+        notifier=SystemdNotifier.from_environment(),
+    )

@@ -1,0 +1,115 @@
+"""The filters a kiosk uses: every valid, trusted filter in its filter folder, reloaded on change.
+
+Expired, untrusted or broken filters are skipped with their reason; with none valid the kiosk shows
+its fault signal and scans nothing. ``refresh()`` is cheap when nothing changed (names, sizes and
+modification times of the folder's files and of the trust folder are compared).
+
+Example::
+
+    store = FilterStore(Path("/var/lib/fieldtriage/filters"), Path("/etc/fieldtriage/trust"))
+    store.refresh()
+    store.filters, store.problems
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from filters.container import FILTER_SUFFIX, load_filter
+from filters.errors import FieldtriageError
+from filters.keys import TrustStore
+from filters.model import ContrabandFilter
+
+log = logging.getLogger(__name__)
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def _fingerprint(*folders: Path) -> Fingerprint:
+    entries = []
+    for folder in folders:
+        try:
+            with os.scandir(folder) as listing:
+                for entry in listing:
+                    try:
+                        st = entry.stat()
+                    except OSError:
+                        continue
+                    entries.append((entry.path, st.st_size, st.st_mtime_ns))
+        except OSError:
+            entries.append((str(folder), -1, -1))
+    return tuple(sorted(entries))
+
+
+class FilterStore:
+    def __init__(
+        self,
+        filter_folder: Path,
+        trust_folder: Path,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.filter_folder = filter_folder
+        self.trust_folder = trust_folder
+        self.clock = clock
+        self.filters: list[ContrabandFilter] = []
+        self.problems: list[str] = []
+        self._seen: Fingerprint | None = None
+        self._loaded_day: dt.date | None = None
+
+    def refresh(self, force: bool = False) -> bool:
+        """Reload when the folders changed, on ``force``, or daily (expiry); True when reloaded."""
+        seen = _fingerprint(self.filter_folder, self.trust_folder)
+        today = self.clock().date()
+        if not force and seen == self._seen and today == self._loaded_day:
+            return False
+        self._seen, self._loaded_day = seen, today
+        self.filters, self.problems = self._load()
+        for problem in self.problems:
+            log.warning("filter skipped: %s", problem)
+        log.info("filters in use: %s", ", ".join(f.metadata.name for f in self.filters) or "none")
+        return True
+
+    def _load(self) -> tuple[list[ContrabandFilter], list[str]]:
+        problems: list[str] = []
+        try:
+            trust = TrustStore.from_paths([self.trust_folder])
+        except FieldtriageError as err:
+            return [], [str(err)]
+        problems.extend(str(p) for p in trust.problems)
+        if not trust.keys:
+            problems.append(f"{self.trust_folder}: no trusted provider key")
+            return [], problems
+        loaded: list[ContrabandFilter] = []
+        try:
+            candidates = sorted(p for p in self.filter_folder.iterdir() if p.name.endswith(FILTER_SUFFIX))
+        except OSError as err:
+            return [], [*problems, f"{self.filter_folder}: cannot list: {err.strerror}"]
+        for path in candidates:
+            try:
+                loaded.append(load_filter(path, trust, now=self.clock()))
+            except FieldtriageError as err:
+                problems.append(str(err))
+        ids = set()
+        for contraband in list(loaded):
+            if contraband.metadata.filter_id in ids:
+                problems.append(f"{contraband.source}: same filter id as another file; used once")
+                loaded.remove(contraband)
+            ids.add(contraband.metadata.filter_id)
+        if not loaded and not candidates:
+            problems.append(f"{self.filter_folder}: no filter files (*{FILTER_SUFFIX})")
+        return loaded, problems
+
+    def describe(self) -> list[dict[str, object]]:
+        return [
+            {
+                "id": f.metadata.filter_id,
+                "name": f.metadata.name,
+                "file": f.source,
+                "entries": f.entry_count,
+                "signer": f.signer_key_id,
+            }
+            for f in self.filters
+        ]

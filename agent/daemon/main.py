@@ -1,0 +1,275 @@
+"""The daemon: device source -> bay worker (read-only mount -> scan -> verdict) -> lights, journal.
+
+One thread polls the device source, the signal pipe and a wake-up pipe (no busy loop); each device
+gets a worker thread in its bay. With no valid filter, or a journal that cannot be written, the
+kiosk shows its fault signal and scans nothing: it never shows green. SIGHUP reloads the filters
+(the folder is also watched); SIGTERM stops every scan, unmounts, detaches, turns the lights off
+and exits 0 within 5 s. systemd is told READY, STATUS, WATCHDOG and STOPPING.
+
+Example::
+
+    daemon = Daemon(load_config("/etc/fieldtriage/agent.toml"))
+    sys.exit(daemon.run())
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import selectors
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agent.config import AgentConfig
+from agent.daemon.bay import Bay, BayWorker, JournalSink, now_iso
+from agent.daemon.filterstore import FilterStore
+from agent.daemon.notify import SystemdNotifier
+from agent.daemon.status import write_status
+from agent.devices.identity import DeviceIdentity
+from agent.devices.mounter import Mounter
+from agent.devices.source import DeviceEvent, DeviceSource
+from agent.lights.bay import BayLights, LightsBackend, LightsTicker
+from agent.lights.signals import Signal
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 4.0
+REFRESH_SECONDS = 2.0
+STATUS_SECONDS = 1.0
+INCOMPLETE_HOLD_SECONDS = 60.0
+
+
+class Daemon:
+    """Wires the steps together; every piece of hardware is injected (``build_daemon`` makes real ones)."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        source: DeviceSource,
+        mounter: Mounter,
+        lights: dict[str, LightsBackend],
+        journal: JournalSink,
+        journal_health: Callable[[], str | None] = lambda: None,
+        notifier: SystemdNotifier | None = None,
+        ticker: bool = True,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.mounter = mounter
+        self.journal = journal
+        self.journal_health = journal_health
+        self.notifier = notifier or SystemdNotifier(None)
+        self.bays = [Bay(bay, BayLights(bay.name, lights[bay.name])) for bay in config.bays]
+        self.filters = FilterStore(config.paths.filters, config.paths.trust)
+        self.status_path = config.paths.runtime / "status.json"
+        self.ticker = LightsTicker([b.lights for b in self.bays]) if ticker else None
+        self.started = now_iso()
+        self.state = "starting"
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._dirty = True
+        # after a device is removed, its bay's lights return to ready at this monotonic time
+        self._ready_at: dict[str, float] = {}
+
+    # -- signals and wake-ups -------------------------------------------------------------------
+    def wake(self) -> None:
+        self._dirty = True
+        try:
+            os.write(self._wake_write, b"x")
+        except OSError:
+            pass
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self.wake()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+        self.wake()
+
+    def _install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
+        signal.signal(signal.SIGINT, lambda *_: self.request_stop())
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self, install_signals: bool = True) -> int:
+        if install_signals:
+            self._install_signal_handlers()
+        self.config.paths.runtime.mkdir(parents=True, exist_ok=True)
+        self.filters.refresh(force=True)
+        self._show_idle()
+        self.state = "running"
+        self._write_status()
+        self.notifier.send("READY=1", f"STATUS={self._summary()}")
+        selector = selectors.DefaultSelector()
+        selector.register(self.source.fileno(), selectors.EVENT_READ, "source")
+        selector.register(self._wake_read, selectors.EVENT_READ, "wake")
+        last_refresh = last_status = last_watchdog = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                timeout = min(self.source.timeout() or REFRESH_SECONDS, REFRESH_SECONDS)
+                for key, _ in selector.select(timeout):
+                    if key.data == "wake":
+                        _drain(self._wake_read)
+                for event in self.source.poll():
+                    self._handle(event)
+                now = time.monotonic()
+                if self._reload.is_set() or now - last_refresh >= REFRESH_SECONDS:
+                    if self.filters.refresh(force=self._reload.is_set()):
+                        self._dirty = True
+                    self._reload.clear()
+                    last_refresh = now
+                self._reap_and_idle(now)
+                if self._dirty or now - last_status >= STATUS_SECONDS:
+                    self._write_status()
+                    self._dirty, last_status = False, now
+                if self.notifier.watchdog_interval and now - last_watchdog >= self.notifier.watchdog_interval:
+                    self.notifier.send("WATCHDOG=1", f"STATUS={self._summary()}")
+                    last_watchdog = now
+        finally:
+            selector.close()
+            self._shutdown()
+        return 0
+
+    def _handle(self, event: DeviceEvent) -> None:
+        identity = event.identity
+        if event.kind == "unplugged":
+            for occupied in self.bays:
+                if occupied.device is None or occupied.device.devpath != identity.devpath:
+                    continue
+                if occupied.worker is not None and occupied.worker.is_alive():
+                    occupied.worker.unplugged = True  # the worker ends "could not check", held a while
+                    occupied.worker.cancel.set()
+                else:
+                    occupied.device = None
+                    self._ready_at[occupied.name] = time.monotonic()
+            self._dirty = True
+            return
+        bay = self._bay_for(identity)
+        if bay is None:
+            log.warning("no free bay for %s at port %s; not scanned", identity.label(), identity.port_path)
+            self._journal({"type": "not_scanned", "device": identity.describe(), "reason": "no free bay"})
+            return
+        problem = self._fault()
+        if problem:
+            log.error("not scanning %s: %s", identity.label(), problem)
+            bay.device, bay.phase, bay.verdict = identity, "not scanned", None
+            bay.lights.show(Signal.FAULT)
+            self._journal(
+                {"type": "not_scanned", "bay": bay.name, "device": identity.describe(), "reason": problem}
+            )
+            self._dirty = True
+            return
+        self._ready_at.pop(bay.name, None)
+        worker = BayWorker(
+            bay,
+            identity,
+            self.mounter,
+            self.filters.filters,
+            self.config.scan,
+            self.journal,
+            on_change=self.wake,
+        )
+        bay.worker = worker
+        worker.start()
+
+    def _bay_for(self, identity: DeviceIdentity) -> Bay | None:
+        for bay in self.bays:
+            if (
+                not bay.busy
+                and bay.device is None
+                and fnmatch.fnmatchcase(identity.port_path, bay.config.port)
+            ):
+                return bay
+        return None
+
+    def _fault(self) -> str | None:
+        if not self.filters.filters:
+            return "no valid filter: " + ("; ".join(self.filters.problems) or "none loaded")
+        return self.journal_health()
+
+    def _reap_and_idle(self, now: float) -> None:
+        for bay in self.bays:
+            worker = bay.worker
+            if worker is not None and not worker.is_alive():
+                worker.join()
+                bay.worker = None
+                if worker.unplugged:
+                    bay.device = None
+                    self._ready_at[bay.name] = now + INCOMPLETE_HOLD_SECONDS
+                self._dirty = True
+            ready_at = self._ready_at.get(bay.name)
+            if bay.busy or bay.device is not None or (ready_at is not None and now < ready_at):
+                continue
+            self._ready_at.pop(bay.name, None)
+            bay.phase, bay.verdict, bay.progress = "ready", None, None
+            bay.lights.show(Signal.FAULT if self._fault() else Signal.READY)
+
+    def _show_idle(self) -> None:
+        self._reap_and_idle(time.monotonic())
+
+    def _journal(self, record: dict[str, Any]) -> None:
+        try:
+            self.journal.append(record)
+        except Exception as err:
+            log.error("journal write failed: %s", err)
+
+    # -- status and shutdown --------------------------------------------------------------------
+    def _summary(self) -> str:
+        fault = self._fault()
+        busy = sum(1 for b in self.bays if b.busy)
+        return f"fault: {fault}" if fault else f"{len(self.filters.filters)} filters, {busy} scanning"
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "pid": os.getpid(),
+            "started": self.started,
+            "updated": now_iso(),
+            "fault": self._fault(),
+            "filters": self.filters.describe(),
+            "filter_problems": self.filters.problems,
+            "journal": {"healthy": self.journal_health() is None, "error": self.journal_health()},
+            "bays": [b.describe() for b in self.bays],
+        }
+
+    def _write_status(self) -> None:
+        try:
+            write_status(self.status_path, self.status())
+        except OSError as err:
+            log.error("cannot write %s: %s", self.status_path, err)
+
+    def _shutdown(self) -> None:
+        self.state = "stopping"
+        self.notifier.send("STOPPING=1")
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for bay in self.bays:
+            if bay.worker is not None:
+                bay.worker.cancel.set()
+        for bay in self.bays:
+            if bay.worker is not None:
+                bay.worker.join(max(0.0, deadline - time.monotonic()))
+        if self.ticker is not None:
+            self.ticker.close()
+        for bay in self.bays:
+            bay.lights.close()
+        self.state = "stopped"
+        self._write_status()
+        self.source.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass

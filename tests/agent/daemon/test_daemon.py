@@ -1,0 +1,338 @@
+"""The daemon end to end: real udevd, loop devices and mounts, the mock pin factory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from agent.config import parse_config
+from agent.daemon.cli import lights_for
+from agent.daemon.main import Daemon
+from agent.devices.mounter import Mounter
+from agent.devices.selection import DeviceSelector, parse_rule
+from agent.devices.source import UdevDeviceSource
+from filters.builder import FilterBuilder
+from filters.container import write_filter
+from filters.digests import digest_path
+from filters.importers import DigestEntry
+from filters.keys import generate_key_pair, load_private_key
+
+from ..devices.conftest import leftovers
+from ..devices.images import PartitionSpec, make_disk_image, missing_tools, pullable_device
+
+pytestmark = [pytest.mark.root, pytest.mark.udev]
+
+TEST_RULE = Path("/run/udev/rules.d/61-fieldtriage-test.rules")
+PINS = {"front": (17, 27, 22, 23), "back": (5, 6, 13, None)}
+
+
+class ListJournal:
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+
+@dataclass
+class Kiosk:
+    root: Path
+    daemon: Daemon
+    factory: MockFactory
+    journal: ListJournal
+    thread: threading.Thread
+    loops: list[str] = field(default_factory=list)
+
+    def bay(self, name: str = "front") -> Any:
+        return next(b for b in self.daemon.bays if b.name == name)
+
+    def pins(self, name: str = "front") -> tuple[bool, ...]:
+        red, amber, green, _ = PINS[name]
+        return tuple(bool(self.factory.pin(p).state) for p in (red, amber, green))
+
+    def wait(self, condition: Callable[[], bool], seconds: float = 20) -> float:
+        started = time.monotonic()
+        while not condition():
+            if time.monotonic() - started > seconds:
+                raise AssertionError(f"timed out; bays: {[b.describe() for b in self.daemon.bays]}")
+            time.sleep(0.02)
+        return time.monotonic() - started
+
+    def plug(self, image: Path) -> str:
+        loop = subprocess.run(
+            ["losetup", "-f", "--show", str(image)], capture_output=True, text=True, check=True
+        )
+        self.loops.append(loop.stdout.strip())
+        return loop.stdout.strip()
+
+    def unplug(self, loop: str) -> None:
+        subprocess.run(["blockdev", "--setrw", loop], check=False)
+        subprocess.run(["losetup", "-d", loop], check=True)
+        self.loops.remove(loop)
+
+
+def known_files(count: int = 3) -> dict[str, bytes]:
+    return {f"known_{i}.jpg": os.urandom(60_000 + 5000 * i) for i in range(count)}
+
+
+def build_filter(folder: Path, key: Path, files: dict[str, bytes], name: str = "daemon test") -> Path:
+    staging = folder / f".{name}-staging"
+    staging.mkdir()
+    builder = FilterBuilder(name=name)
+    for file_name, data in files.items():
+        (staging / file_name).write_bytes(data)
+        for kind, digest in digest_path(staging / file_name, ["sample", "blake3"]).items():
+            builder.add(DigestEntry(kind, digest, "test-known", "priority", from_content=True))
+    shutil.rmtree(staging)
+    path = folder / f"{name.replace(' ', '-')}.ftf"
+    write_filter(path, builder.build_unsigned(), load_private_key(key))
+    return path
+
+
+@pytest.fixture
+def test_rule() -> Iterator[None]:
+    TEST_RULE.parent.mkdir(parents=True, exist_ok=True)
+    TEST_RULE.write_text(
+        'SUBSYSTEM=="block", KERNEL=="loop*", ATTR{loop/backing_file}=="*fieldtriage-test-*", '
+        'ENV{FIELDTRIAGE_TEST}="1"\n'
+    )
+    subprocess.run(["udevadm", "control", "--reload"], check=True)
+    yield
+    TEST_RULE.unlink()
+    subprocess.run(["udevadm", "control", "--reload"], check=True)
+
+
+@pytest.fixture
+def known() -> dict[str, bytes]:
+    return known_files()
+
+
+def start_kiosk(
+    root: Path, *, with_filter: dict[str, bytes] | None, bays: tuple[str, ...] = ("front",)
+) -> Kiosk:
+    for folder in ("filters", "trust", "run", "journal", "keys"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    key, public = generate_key_pair(root / "keys" / "provider")
+    shutil.copy(public, root / "trust" / "provider.pub")
+    if with_filter is not None:
+        build_filter(root / "filters", key, with_filter)
+    raw = {
+        "paths": {name: str(root / name) for name in ("filters", "trust", "journal")}
+        | {"runtime": str(root / "run")},
+        "devices": {"match": ["FIELDTRIAGE_TEST=1"], "settle_seconds": 0.1},
+        "lights": {"backend": "mock"},
+        "bays": [
+            {"name": name, "red": PINS[name][0], "amber": PINS[name][1], "green": PINS[name][2]}
+            | ({"buzzer": PINS[name][3]} if PINS[name][3] is not None else {})
+            for name in bays
+        ],
+    }
+    config = parse_config(raw, "test.toml")
+    factory = MockFactory()
+    journal = ListJournal()
+    source = UdevDeviceSource(DeviceSelector([parse_rule("FIELDTRIAGE_TEST=1")], set()), settle_seconds=0.1)
+    daemon = Daemon(
+        config,
+        source=source,
+        mounter=Mounter(root / "run"),
+        lights=lights_for(config, factory),
+        journal=journal,
+    )
+    thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False}, daemon=True)
+    thread.start()
+    kiosk = Kiosk(root, daemon, factory, journal, thread)
+    kiosk.wait(lambda: daemon.state == "running")
+    return kiosk
+
+
+@pytest.fixture
+def kiosk_factory(tmp_path: Path, test_rule: None) -> Iterator[Callable[..., Kiosk]]:
+    started: list[Kiosk] = []
+    if missing_tools(["ext4"]):
+        pytest.skip("needs mkfs.ext4")
+
+    def start(**kwargs: Any) -> Kiosk:
+        kiosk = start_kiosk(tmp_path / f"kiosk{len(started)}", **kwargs)
+        started.append(kiosk)
+        return kiosk
+
+    yield start
+    for kiosk in started:
+        kiosk.daemon.request_stop()
+        kiosk.thread.join(10)
+        for loop in list(kiosk.loops):
+            kiosk.unplug(loop)
+        assert not kiosk.thread.is_alive()
+        assert leftovers(kiosk.root / "run") == []
+
+
+def image(tmp_path: Path, files: dict[str, bytes], name: str, kind: str = "ext4", size: int = 0) -> Path:
+    return make_disk_image(
+        tmp_path / f"fieldtriage-test-{name}.img", "dos", [PartitionSpec(kind, files, size=size)]
+    )
+
+
+def filler(count: int, size: int) -> dict[str, bytes]:
+    return {f"Documents/file_{i:05}.bin": os.urandom(size) for i in range(count)}
+
+
+def test_known_item_lights_red_early_and_the_scan_goes_on(
+    kiosk_factory: Callable[..., Kiosk], known: dict[str, bytes], tmp_path: Path
+) -> None:
+    kiosk = kiosk_factory(with_filter=known)
+    assert kiosk.pins() == (False, False, False) or kiosk.bay().lights.signal.value == "ready"
+    files = filler(300, 200_000) | {"DCIM/Camera/IMG_0001.jpg": known["known_1.jpg"]}
+    plugged_at = time.monotonic()
+    kiosk.plug(image(tmp_path, files, "hit", size=120 << 20))
+    kiosk.wait(lambda: kiosk.pins()[0])
+    assert time.monotonic() - plugged_at < 2.0, "red within 2 s of the plug (udev settle and mount included)"
+    assert kiosk.bay().verdict is None, "red came while the scan was still going"
+    kiosk.wait(lambda: kiosk.bay().verdict is not None)
+    assert kiosk.bay().verdict == "priority_match"
+    (record,) = [r for r in kiosk.journal.records if r["type"] == "scan"]
+    assert record["scan"]["counts"]["files_read"] == len(files), "the scan went on to the end"
+    assert kiosk.bay().lights.shown == ["ready", "scanning", "scanning_priority_hit", "priority_match"]
+    kiosk.wait(lambda: kiosk.pins() == (True, False, False))
+
+
+def test_clean_device_is_green_only_after_the_scan(
+    kiosk_factory: Callable[..., Kiosk], known: dict[str, bytes], tmp_path: Path
+) -> None:
+    kiosk = kiosk_factory(with_filter=known)
+    green = kiosk.factory.pin(PINS["front"][2])
+    kiosk.plug(image(tmp_path, filler(50, 100_000), "clean"))
+    kiosk.wait(lambda: kiosk.bay().verdict is not None)
+    assert kiosk.bay().verdict == "no_match"
+    assert kiosk.bay().lights.shown == ["ready", "scanning", "no_match"]
+    kiosk.wait(lambda: kiosk.pins() == (False, False, True))
+    (record,) = [r for r in kiosk.journal.records if r["type"] == "scan"]
+    finished = record["seconds"]
+    assert finished > 0
+    # green was only ever lit as the ready heartbeat (before the plug) or after the verdict
+    assert green.state
+
+
+def test_encrypted_device_could_not_check(
+    kiosk_factory: Callable[..., Kiosk], known: dict[str, bytes], tmp_path: Path
+) -> None:
+    if missing_tools(["luks"]):
+        pytest.skip("needs cryptsetup")
+    kiosk = kiosk_factory(with_filter=known)
+    kiosk.plug(image(tmp_path, {}, "luks", kind="luks"))
+    kiosk.wait(lambda: kiosk.bay().verdict is not None)
+    assert kiosk.bay().verdict == "incomplete"
+    assert kiosk.bay().lights.shown == ["ready", "scanning", "could_not_check"]
+    kiosk.wait(lambda: kiosk.pins() == (False, True, False))
+    (record,) = [r for r in kiosk.journal.records if r["type"] == "scan"]
+    assert "encrypted volume (LUKS)" in " ".join(record["device_problems"])
+
+
+def test_pulled_out_mid_scan_then_next_device_works(
+    kiosk_factory: Callable[..., Kiosk], known: dict[str, bytes], tmp_path: Path
+) -> None:
+    """Reads fail (EIO) from the moment of the pull, as on a real USB pull; then the device goes."""
+    kiosk = kiosk_factory(with_filter=known)
+    many = image(tmp_path, filler(12_000, 600), "many", size=256 << 20)
+    with pullable_device(many) as device:
+        kiosk.wait(lambda: kiosk.bay().phase == "scanning")
+        device.pull()
+        subprocess.run(["losetup", "-d", device.path], check=True)  # goes once the agent lets go
+        kiosk.wait(lambda: kiosk.bay().verdict is not None)
+        assert kiosk.bay().verdict == "incomplete"
+        assert kiosk.bay().lights.shown == ["ready", "scanning", "could_not_check"]
+        kiosk.wait(lambda: kiosk.bay().lights.signal.value == "ready")
+    (record,) = [r for r in kiosk.journal.records if r["type"] == "scan"]
+    assert record["scan"]["errors"], "the failed reads are named in the record"
+    kiosk.plug(image(tmp_path, {"DCIM/x.jpg": known["known_0.jpg"]}, "next"))
+    kiosk.wait(lambda: kiosk.bay().verdict == "priority_match")
+
+
+def test_two_bays_at_once(
+    kiosk_factory: Callable[..., Kiosk], known: dict[str, bytes], tmp_path: Path
+) -> None:
+    kiosk = kiosk_factory(with_filter=known, bays=("front", "back"))
+    kiosk.plug(image(tmp_path, {"a.jpg": known["known_2.jpg"]}, "one"))
+    kiosk.plug(image(tmp_path, filler(20, 50_000), "two"))
+    kiosk.wait(lambda: all(b.verdict is not None for b in kiosk.daemon.bays))
+    assert sorted(b.verdict for b in kiosk.daemon.bays) == ["no_match", "priority_match"]
+    kiosk.wait(
+        lambda: (
+            sorted([kiosk.pins("front"), kiosk.pins("back")]) == [(False, False, True), (True, False, False)]
+        )
+    )
+
+
+def test_no_valid_filter_shows_fault_and_scans_nothing_then_a_new_filter_is_used(
+    kiosk_factory: Callable[..., Kiosk], known: dict[str, bytes], tmp_path: Path
+) -> None:
+    kiosk = kiosk_factory(with_filter=None)
+    kiosk.wait(lambda: kiosk.bay().lights.signal.value == "fault")
+    loop = kiosk.plug(image(tmp_path, {"a.jpg": known["known_0.jpg"]}, "nofilter"))
+    kiosk.wait(lambda: any(r["type"] == "not_scanned" for r in kiosk.journal.records))
+    assert kiosk.bay().verdict is None and kiosk.bay().lights.signal.value == "fault"
+    assert not [r for r in kiosk.journal.records if r["type"] == "scan"]
+    kiosk.unplug(loop)
+    key = kiosk.root / "keys" / "provider.key"
+    build_filter(kiosk.root / "filters", key, known, name="added later")
+    kiosk.wait(lambda: kiosk.bay().lights.signal.value == "ready")
+    kiosk.plug(image(tmp_path, {"a.jpg": known["known_0.jpg"]}, "withfilter"))
+    kiosk.wait(lambda: kiosk.bay().verdict == "priority_match")
+
+
+@pytest.mark.slow
+def test_sigterm_stops_within_five_seconds_and_leaves_nothing(tmp_path: Path, test_rule: None) -> None:
+    root = tmp_path / "kiosk"
+    for folder in ("filters", "trust", "run", "journal", "keys"):
+        (root / folder).mkdir(parents=True)
+    key, public = generate_key_pair(root / "keys" / "provider")
+    shutil.copy(public, root / "trust" / "provider.pub")
+    build_filter(root / "filters", key, known_files())
+    config = root / "agent.toml"
+    config.write_text(
+        f'[paths]\nfilters = "{root}/filters"\ntrust = "{root}/trust"\nruntime = "{root}/run"\n'
+        f'journal = "{root}/journal"\n[devices]\nmatch = ["FIELDTRIAGE_TEST=1"]\nsettle_seconds = 0.1\n'
+        '[lights]\nbackend = "mock"\n[[bays]]\nname = "front"\nred = 17\namber = 27\ngreen = 22\n'
+    )
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "agent", "--config", str(config)],
+        cwd=Path(__file__).resolve().parents[3],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    disk = image(tmp_path, filler(40, 3 << 20), "sigterm", size=160 << 20)
+    loop = subprocess.run(
+        ["losetup", "-f", "--show", str(disk)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    try:
+        deadline = time.monotonic() + 20
+        while not list((root / "run").glob("mounts/*/p1")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not list((root / "run").glob("mounts/*/p1")):
+            agent.kill()
+            raise AssertionError(f"the agent never mounted the device: {agent.communicate()[1]}")
+        stopped = time.monotonic()
+        agent.terminate()
+        assert agent.wait(10) == 0, agent.stderr.read() if agent.stderr else ""
+        assert time.monotonic() - stopped < 5.0
+        assert leftovers(root / "run") == []
+        assert not [
+            line
+            for line in subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout.splitlines()
+            if "(/dev/loop" in line and loop in line
+        ]
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        subprocess.run(["blockdev", "--setrw", loop], check=False)
+        subprocess.run(["losetup", "-d", loop], check=False)
