@@ -28,8 +28,8 @@ from filters import __version__
 from filters.digests import DIGEST_SIZES, SAMPLE_KIND
 from filters.errors import FilterBuildError
 from filters.fuse import FuseFilter
-from filters.importers import DigestEntry, Priority
-from filters.model import SALT_BYTES, ContrabandFilter, FilterMetadata, FilterSet, derive_key
+from filters.importers import DigestBatch, DigestEntry, Priority
+from filters.model import SALT_BYTES, ContrabandFilter, FilterMetadata, FilterSet, derive_key, derive_keys
 
 BUILDER_NAME = f"fieldtriage {__version__}"
 
@@ -77,9 +77,25 @@ class FilterBuilder:
         if not entry.from_content:
             pending.all_from_content = False
 
-    def add_all(self, entries: Iterable[DigestEntry]) -> None:
-        for entry in entries:
-            self.add(entry)
+    def add_batch(self, batch: DigestBatch) -> None:
+        size = DIGEST_SIZES.get(batch.kind, -1)
+        wrong = next((d for d in batch.digests if len(d) != size), None)
+        if wrong is not None:
+            raise FilterBuildError(batch.kind, f"digest of {len(wrong)} bytes is not a {batch.kind}")
+        slot = (batch.kind, batch.category, batch.priority)
+        pending = self._pending.get(slot)
+        if pending is None:
+            pending = self._pending[slot] = _PendingSet(batch.kind, batch.category, batch.priority)
+        pending.keys.frombytes(derive_keys(self.salt, batch.kind, batch.digests).tobytes())
+        if not batch.from_content:
+            pending.all_from_content = False
+
+    def add_all(self, items: Iterable[DigestEntry | DigestBatch]) -> None:
+        for item in items:
+            if isinstance(item, DigestBatch):
+                self.add_batch(item)
+            else:
+                self.add(item)
 
     def build_unsigned(self) -> ContrabandFilter:
         if not self._pending:
@@ -89,7 +105,7 @@ class FilterBuilder:
         for index, (slot, pending) in enumerate(sorted(self._pending.items())):
             keys = np.unique(np.frombuffer(pending.keys, dtype=np.uint64))
             seed = None if self.seed is None else self.seed + index
-            fuse = FuseFilter.build(keys, seed=seed)
+            fuse = FuseFilter.build(keys, seed=seed, unique=True)
             sets.append(
                 FilterSet(
                     index=index,

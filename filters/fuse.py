@@ -134,9 +134,12 @@ class FuseFilter:
         self._table = memoryview(fingerprints.data).cast("B").cast("I") if fingerprints.size else None
 
     @classmethod
-    def build(cls, keys: U64, seed: int | None = None) -> FuseFilter:
-        """Build over ``keys`` (duplicates are removed); ``seed`` fixes the first attempt."""
-        keys = np.unique(np.asarray(keys, dtype=np.uint64))
+    def build(cls, keys: U64, seed: int | None = None, *, unique: bool = False) -> FuseFilter:
+        """Build over ``keys`` (duplicates are removed unless ``unique`` says there are none);
+        ``seed`` fixes the first attempt."""
+        keys = np.asarray(keys, dtype=np.uint64)
+        if not unique:
+            keys = np.unique(keys)
         geometry = FuseGeometry.for_size(int(keys.size))
         rng = np.random.default_rng(seed)
         for _ in range(MAX_CONSTRUCTION_ATTEMPTS):

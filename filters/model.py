@@ -23,10 +23,12 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import blake3
+import numpy as np
+import numpy.typing as npt
 
 from filters.digests import SAMPLE_KIND
 from filters.fuse import FuseFilter
@@ -40,6 +42,13 @@ def derive_key(salt: bytes, kind: str, digest: bytes) -> int:
     """The 64-bit filter key of a digest (see the module docstring)."""
     material = kind.encode("ascii") + b"\x00" + digest
     return int.from_bytes(blake3.blake3(material, key=salt).digest(KEY_BYTES), "little")
+
+
+def derive_keys(salt: bytes, kind: str, digests: Sequence[bytes]) -> npt.NDArray[np.uint64]:
+    """``derive_key`` of many digests of one kind, as a uint64 array (about 1 us per digest)."""
+    prefix = blake3.blake3(kind.encode("ascii") + b"\x00", key=salt)
+    packed = b"".join([prefix.copy().update(d).digest(KEY_BYTES) for d in digests])
+    return np.frombuffer(packed, dtype="<u8").astype(np.uint64, copy=False)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Readers for the inputs of ``fieldtriage filter build``: each yields ``DigestEntry`` records.
 
-Every reader is a generator over one input, streams it (bounded memory whatever its size), and
+Every reader is a generator over one input (of ``DigestEntry``, or ``DigestBatch`` for big lists),
+streams it (bounded memory whatever its size), and
 reports each bad record to ``ImportReport.bad`` with its line or record number instead of stopping;
 under ``ImportOptions.strict`` the first bad record raises ``ImportFailed``. An input that cannot be
 read at all (missing, unreadable, not the format asked for) raises ``ImportFailed`` naming it.
@@ -13,6 +14,7 @@ Zero-length files, and the well-known digests of empty content, never become ent
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -37,6 +39,34 @@ class DigestEntry:
     category: str
     priority: Priority
     from_content: bool = False
+
+
+@dataclass(frozen=True)
+class DigestBatch:
+    """Many digests of one kind, category and priority (big lists go through in these)."""
+
+    kind: str
+    category: str
+    priority: Priority
+    digests: list[bytes]
+    from_content: bool = False
+
+    def entries(self) -> list[DigestEntry]:
+        return [
+            DigestEntry(self.kind, d, self.category, self.priority, self.from_content) for d in self.digests
+        ]
+
+
+Item = DigestEntry | DigestBatch
+
+
+def entries_of(items: Iterable[Item]) -> Iterator[DigestEntry]:
+    """Every entry of a reader's output, batches unpacked."""
+    for item in items:
+        if isinstance(item, DigestBatch):
+            yield from item.entries()
+        else:
+            yield item
 
 
 @dataclass
@@ -86,6 +116,10 @@ class ImportReport:
     def accept(self, source: str, entry: DigestEntry) -> None:
         self.accepted[(entry.kind, entry.category, entry.priority)] += 1
         self.records[source] += 1
+
+    def accept_batch(self, source: str, batch: DigestBatch) -> None:
+        self.accepted[(batch.kind, batch.category, batch.priority)] += len(batch.digests)
+        self.records[source] += len(batch.digests)
 
     def leave_out(self, reason: str) -> None:
         """Count a record deliberately not imported (for example VICS category 0)."""

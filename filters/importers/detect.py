@@ -16,7 +16,7 @@ import stat
 from collections.abc import Callable, Iterator
 
 from filters.errors import ImportFailed, UsageError
-from filters.importers import FORMATS, DigestEntry, ImportOptions, ImportReport
+from filters.importers import FORMATS, ImportOptions, ImportReport, Item
 from filters.importers.common import UTF8_BOM, open_binary, os_reason
 from filters.importers.folder import read_folder
 from filters.importers.hashdeep import HEADER as HASHDEEP_HEADER
@@ -25,7 +25,7 @@ from filters.importers.hashlist import read_hash_list
 from filters.importers.icse import read_icse
 from filters.importers.vics import read_vics
 
-Reader = Callable[[str, ImportOptions, ImportReport], Iterator[DigestEntry]]
+Reader = Callable[[str, ImportOptions, ImportReport], Iterator[Item]]
 READERS: dict[str, Reader] = {
     "folder": read_folder,
     "list": read_hash_list,
@@ -93,8 +93,8 @@ def _sniff(head: bytes, complete: bool) -> str | None:
 
 def read_input(
     path: str | os.PathLike[str], fmt: str | None, options: ImportOptions, report: ImportReport
-) -> Iterator[DigestEntry]:
-    """The entries of one input, read with the reader of ``fmt`` (None: detect it).
+) -> Iterator[Item]:
+    """The entries (and batches) of one input, read with the reader of ``fmt`` (None: detect it).
 
     Checks now that the input exists and what it is; the entries come as the iterator is consumed.
     ``options.strict`` makes ``report`` strict, so the first bad record raises ImportFailed.

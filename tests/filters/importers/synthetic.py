@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from filters.digests import DIGEST_SIZES
-from filters.importers import DigestEntry, ImportOptions, ImportReport
+from filters.importers import DigestEntry, ImportOptions, ImportReport, entries_of
 from filters.importers.detect import read_input
 
 # Digests of zero bytes, written out here so the tests do not share the readers' table.
@@ -26,7 +26,7 @@ def read_all(
     """Every entry of one input and the report, the way ``filter build`` reads it."""
     options = options or ImportOptions()
     report = ImportReport()
-    entries = list(read_input(path, fmt, options, report))
+    entries = list(entries_of(read_input(path, fmt, options, report)))
     return entries, report
 
 

@@ -31,7 +31,9 @@ def test_round_trip_md5_and_sha1_with_comments_case_and_whitespace(tmp_path: Pat
     entries, report = read_all(path, "list", options)
 
     kinds = {16: "md5", 20: "sha1"}
-    assert entries == [DigestEntry(kinds[len(d)], d, "case-7", "other") for d in digests]
+    # batches group by kind; within a kind the order of the file is kept
+    expected = [DigestEntry(kinds[len(d)], d, "case-7", "other") for d in digests]
+    assert entries == sorted(expected, key=lambda e: e.kind)
     assert report.bad_count == 0
     assert report.records[str(path)] == 100
     assert report.accepted == {("md5", "case-7", "other"): 50, ("sha1", "case-7", "other"): 50}
@@ -154,5 +156,5 @@ def test_round_trip_property(
     expected = [
         (kind, d) for kind, d in digests if d.hex() not in (EMPTY_MD5, EMPTY_SHA1)
     ]  # random bytes hit these only in theory
-    assert [(e.kind, e.digest) for e in entries] == expected
+    assert [(e.kind, e.digest) for e in entries] == sorted(expected, key=lambda item: item[0])
     assert report.bad_count == 0
