@@ -30,7 +30,8 @@ def test_defaults_and_a_full_config(tmp_path: Path) -> None:
         '[scan]\nmode = "full"\nstop_at_first_priority = true\nworkers = 2\n'
         '[devices]\nmatch = ["ID_BUS=usb", "ID_MODEL!=Kiosk*"]\nsettle_seconds = 0.5\n'
         '[lights]\nbackend = "mock"\nactive_high = false\n'
-        '[[bays]]\nname = "front"\nport = "platform-*-usb-0:1*"\nred = 17\namber = 27\ngreen = 22\nbuzzer = 23\n'
+        '[[bays]]\nname = "front"\nport = "platform-*-usb-0:1*"\n'
+        "red = 17\namber = 27\ngreen = 22\nbuzzer = 23\n"
         '[[bays]]\nname = "back"\nred = 5\namber = 6\ngreen = 13\n'
     )
     config = load_config(path)

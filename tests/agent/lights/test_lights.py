@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from gpiozero.pins.mock import MockFactory
 
@@ -57,7 +59,7 @@ def test_scan_then_no_match_never_lights_red(gpio_bay: tuple[BayLights, MockFact
 def test_scanning_blinks_faster_with_progress() -> None:
     def changes(progress: float) -> int:
         levels = [levels_at(Signal.SCANNING, t / 100, progress).amber for t in range(200)]
-        return sum(1 for a, b in zip(levels, levels[1:], strict=False) if a != b)
+        return sum(1 for a, b in itertools.pairwise(levels) if a != b)
 
     assert changes(0.1) < changes(0.6) < changes(0.95)
 
