@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PACKAGES := agent filters
+PACKAGES := agent filters station
 APT_PACKAGES := b3sum udev
 
 .PHONY: demo test lint typecheck unit bench deps venv clean

@@ -26,11 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
     from agent import demo
     from agent.daemon import cli as agent_cli
     from agent.devices import cli as devices_cli
+    from agent.journal import cli as journal_cli
     from agent.scan import cli as scan_cli
+    from station import cli as station_cli
 
     scan_cli.register(subparsers)
     devices_cli.register(subparsers)
     agent_cli.register(subparsers)
+    journal_cli.register(subparsers)
+    station_cli.register(subparsers)
     demo.register(subparsers)
     return parser
 

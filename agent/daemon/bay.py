@@ -45,6 +45,8 @@ VERDICT_SIGNALS = {
 class JournalSink(Protocol):
     def append(self, record: dict[str, Any]) -> None: ...
 
+    def close(self) -> None: ...
+
 
 @dataclass
 class Bay:

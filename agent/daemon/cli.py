@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig, load_config
-from agent.daemon.bay import JournalSink
 from agent.daemon.main import Daemon
 from agent.daemon.notify import SystemdNotifier
 from agent.daemon.status import format_status, read_status
 from agent.devices.mounter import Mounter
 from agent.devices.selection import DeviceSelector
 from agent.devices.source import UdevDeviceSource
+from agent.journal import EncryptedJournal, Journal, PlainJournal
 from agent.lights.bay import GpioLights, LightsBackend, RecordingLights, TerminalLights
 
 DEFAULT_CONFIG = Path("/etc/fieldtriage/agent.toml")
@@ -66,28 +66,24 @@ def lights_for(config: AgentConfig, pin_factory: Any = None) -> dict[str, Lights
     return lights
 
 
-def open_journal(config: AgentConfig) -> tuple[JournalSink, Any]:
+def open_journal(config: AgentConfig) -> Journal:
     """The encrypted journal when a station key is configured, else a plain local log."""
-    from agent.journal import EncryptedJournal, PlainJournal
-
     folder = config.paths.journal
     folder.mkdir(parents=True, exist_ok=True)
     if config.paths.station_key is not None:
-        journal = EncryptedJournal.open(folder, config.paths.device_key, config.paths.station_key)
-    else:
-        logging.getLogger(__name__).warning("no station key configured: journal is a plain local log")
-        journal = PlainJournal(folder)
-    return journal, journal
+        return EncryptedJournal.open(folder, config.paths.device_key, config.paths.station_key)
+    logging.getLogger(__name__).warning("no station key configured: journal is a plain local log")
+    return PlainJournal(folder)
 
 
 def build_daemon(config: AgentConfig, *, pin_factory: Any = None) -> Daemon:
     mounter = Mounter(config.paths.runtime)
     selector = DeviceSelector.from_texts(config.devices.match)
     source = UdevDeviceSource(selector, settle_seconds=config.devices.settle_seconds)
-    journal, handle = open_journal(config)
+    journal = open_journal(config)
 
     def journal_health() -> str | None:
-        return None if getattr(handle, "healthy", True) else f"journal: {getattr(handle, 'last_error', '?')}"
+        return None if journal.healthy else f"journal: {journal.last_error}"
 
     return Daemon(
         config,

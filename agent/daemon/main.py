@@ -260,6 +260,10 @@ class Daemon:
             self.ticker.close()
         for bay in self.bays:
             bay.lights.close()
+        try:
+            self.journal.close()
+        except Exception as err:
+            log.error("closing the journal failed: %s", err)
         self.state = "stopped"
         self._write_status()
         self.source.close()

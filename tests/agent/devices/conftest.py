@@ -43,16 +43,19 @@ def disk_image(tmp_path: Path) -> ImageFactory:
 
 
 def leftovers(runtime: Path) -> list[str]:
-    """Mounts under the runtime folder, loop devices over test images, folders left behind."""
+    """Mounts under the runtime folder, the agent's own loop devices (backed by another loop
+    device, or by a test image at an offset) and folders left behind; the tests' own evidence loops
+    do not count."""
     found = []
     mounts = Path("/proc/self/mountinfo").read_text()
     found += [f"mount {line.split()[4]}" for line in mounts.splitlines() if str(runtime) in line.split()[4]]
-    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
-    found += [
-        f"loop {line}"
-        for line in loops.splitlines()
-        if "fieldtriage-test" in line and "(deleted)" not in line
-    ]
+    listing = subprocess.run(
+        ["losetup", "-l", "-n", "-O", "NAME,OFFSET,BACK-FILE"], capture_output=True, text=True
+    )
+    for line in listing.stdout.splitlines():
+        fields = line.split(None, 2)
+        if len(fields) == 3 and (fields[2].startswith("/dev/loop") or fields[1] != "0"):
+            found.append(f"loop {line.strip()}")
     mount_root = runtime / "mounts"
     if mount_root.exists():
         found += [f"folder {p}" for p in mount_root.iterdir()]

@@ -1,0 +1,46 @@
+"""Atomic, durable file copies: a reader (or a power cut) sees the old file or the whole new one.
+
+Example::
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a").write_bytes(b"abcdef")
+    >>> copy_atomically(folder / "a", folder / "sub" / "b", limit=4), (folder / "sub" / "b").read_bytes()
+    (4, b'abcd')
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from filters.errors import JournalError
+
+CHUNK = 1 << 20
+
+
+def copy_atomically(source: Path, destination: Path, limit: int | None = None) -> int:
+    """Copy (at most ``limit`` bytes of) ``source``; returns the bytes copied."""
+    temporary = destination.with_name(f".{destination.name}.tmp")
+    copied = 0
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with source.open("rb") as reader, temporary.open("wb") as writer:
+            while limit is None or copied < limit:
+                chunk = reader.read(CHUNK if limit is None else min(CHUNK, limit - copied))
+                if not chunk:
+                    break
+                writer.write(chunk)
+                copied += len(chunk)
+            writer.flush()
+            os.fsync(writer.fileno())
+        temporary.replace(destination)
+        fd = os.open(destination.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        temporary.unlink(missing_ok=True)
+        raise JournalError(destination, f"cannot copy {source.name}: {err.strerror}") from err
+    return copied

@@ -1,0 +1,65 @@
+"""The kiosk's keys for its journal: its Ed25519 device key (created at first start, 0600) and the
+station's X25519 public key that every segment key is sealed to.
+
+Both are PEM files (filters/keys.py conventions). The device key path must end in ``.key``; its
+public half is written next to it as ``.pub``.
+
+Example::
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> first = load_or_create_device_key(folder / "device.key")
+    >>> same = load_or_create_device_key(folder / "device.key")
+    >>> raw_public(first.public_key()) == raw_public(same.public_key())
+    True
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from filters.errors import KeyFileError
+from filters.keys import MAX_KEY_FILE_BYTES, generate_key_pair, load_private_key
+
+PRIVATE_SUFFIX = ".key"
+
+
+def raw_public(key: Ed25519PublicKey | X25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def load_or_create_device_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    """Load the device key, creating it (and its ``.pub``) on first start."""
+    path = Path(path)
+    if path.suffix != PRIVATE_SUFFIX:
+        raise KeyFileError(path, f"a device key file name must end in {PRIVATE_SUFFIX}")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            generate_key_pair(path.with_suffix(""))
+        except KeyFileError:
+            if not path.exists():  # not a lost race with another first start
+                raise
+    return load_private_key(path)
+
+
+def load_x25519_public_key(path: str | os.PathLike[str]) -> X25519PublicKey:
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_KEY_FILE_BYTES + 1)
+    except OSError as err:
+        raise KeyFileError(path, f"cannot read: {err.strerror}") from err
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as err:
+        raise KeyFileError(path, "not a PEM public key") from err
+    if not isinstance(key, X25519PublicKey):
+        raise KeyFileError(path, "not an X25519 public key (the station's journal key)")
+    return key

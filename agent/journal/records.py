@@ -1,0 +1,84 @@
+"""What a journal record may hold, and the time fields the journal adds to each one.
+
+A record is a mapping with text keys whose values are text, integers, floats, booleans, None,
+bytes, lists (or tuples) and mappings of the same, at most ``MAX_DEPTH`` deep. The key ``time`` is
+the journal's: it holds the wall clock, the monotonic clock, the boot id and whether the clock was
+synchronised (see ``agent.journal.clock``).
+
+Record types the station understands (docs/journal-format.md, section 6) are built here, so the
+daemon and the station agree on field names.
+
+Example::
+
+    >>> normalised({"type": "lights", "shown": ("red",), "raw": bytearray(b"x")})
+    {'type': 'lights', 'shown': ['red'], 'raw': b'x'}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from filters.errors import JournalError
+
+MAX_DEPTH = 16
+RESERVED_KEY = "time"
+
+
+def normalised(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain copy of ``record`` (tuples to lists, bytes-likes to bytes); JournalError otherwise."""
+    if not isinstance(record, Mapping):
+        raise JournalError("record", f"is a {type(record).__name__}, not a mapping")
+    if RESERVED_KEY in record:
+        raise JournalError("record", f"field {RESERVED_KEY!r} is reserved for the journal's time fields")
+    value = plain_value(record, "record", 0)
+    assert isinstance(value, dict)
+    return value
+
+
+def plain_value(value: Any, where: str, depth: int = 0) -> Any:
+    """``value`` as plain data (see the module docstring); JournalError naming ``where`` otherwise."""
+    if depth > MAX_DEPTH:
+        raise JournalError(where, f"nested deeper than {MAX_DEPTH}")
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise JournalError(where, f"key {key!r} is not text")
+            out[key] = plain_value(item, f"{where}.{key}", depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        return [plain_value(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+    raise JournalError(where, f"unsupported value type {type(value).__name__}")
+
+
+def scan_started_record(
+    scan_id: str, device: Mapping[str, Any], filter_ids: Sequence[str], mode: str
+) -> dict[str, Any]:
+    """The record a daemon appends when a scan starts (an interrupted scan still shows up)."""
+    return {
+        "type": "scan_started",
+        "scan_id": scan_id,
+        "device": dict(device),
+        "filters": list(filter_ids),
+        "mode": mode,
+    }
+
+
+def scan_finished_record(scan_id: str, report: Mapping[str, Any], lights: Sequence[str]) -> dict[str, Any]:
+    """``report`` is ``ScanReport.to_json()`` (verdict, hits, errors, skipped...); ``lights`` what the
+    indicator showed, in order."""
+    return {"type": "scan_finished", "scan_id": scan_id, "report": dict(report), "lights": list(lights)}
+
+
+def lights_record(shown: str, scan_id: str | None = None) -> dict[str, Any]:
+    return {"type": "lights", "shown": shown, "scan_id": scan_id}
+
+
+def filters_record(filters: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The filters the kiosk carries now (at start, and after every change): id, name, expiry..."""
+    return {"type": "filters", "filters": [dict(f) for f in filters]}

@@ -1,0 +1,116 @@
+"""Take new filters and trust keys from a verified sync stick.
+
+Trust keys (``fieldtriage-trust/NAME.pub``) are taken only with a valid station signature in
+``NAME.pub.sig`` (64 bytes: Ed25519 over ``TRUST_CONTEXT || pub file bytes``); they are stored as
+``KEY_ID.pub``. Filters (``fieldtriage-filters/*.ftf``) are taken only when they load against the
+trust store (with the new keys): signed by a trusted provider, well-formed, valid now. Whatever is
+refused is listed with its reason and left on the stick.
+
+Example::
+
+    >>> import tempfile, pathlib
+    >>> from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> result = import_filters_from_stick(root, root / "filters", root / "trust",
+    ...                                    Ed25519PrivateKey.generate().public_key())
+    >>> result.filters_added, result.trust_added, result.refused
+    ([], [], [])
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import filecmp
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from agent.journal.copying import copy_atomically
+from filters.container import FILTER_SUFFIX, load_filter
+from filters.errors import FieldtriageError, JournalError
+from filters.keys import MAX_KEY_FILE_BYTES, TrustStore, key_id, load_public_key
+
+FILTER_FOLDER = "fieldtriage-filters"
+TRUST_FOLDER = "fieldtriage-trust"
+TRUST_CONTEXT = b"fieldtriage station trust key v1\x00"
+SIGNATURE_SUFFIX = ".sig"
+
+
+@dataclass
+class StickImport:
+    filters_added: list[Path] = field(default_factory=list)
+    trust_added: list[Path] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # one line each: "FILE: reason"
+
+
+def import_filters_from_stick(
+    stick_folder: Path,
+    filter_folder: Path,
+    trust_folder: Path,
+    station_key: Ed25519PublicKey,
+    now: dt.datetime | None = None,
+) -> StickImport:
+    result = StickImport()
+    try:
+        filter_folder.mkdir(parents=True, exist_ok=True)
+        trust_folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise JournalError(filter_folder, f"cannot create: {err.strerror}") from err
+    for public_path in sorted((stick_folder / TRUST_FOLDER).glob("*.pub")):
+        try:
+            added = _take_trust_key(public_path, trust_folder, station_key)
+        except FieldtriageError as err:
+            result.refused.append(str(err))
+            continue
+        if added is not None:
+            result.trust_added.append(added)
+    trust = TrustStore.from_paths([trust_folder])
+    for filter_path in sorted((stick_folder / FILTER_FOLDER).glob(f"*{FILTER_SUFFIX}")):
+        try:
+            load_filter(filter_path, trust, now=now)
+            destination = filter_folder / filter_path.name
+            if _same_content(filter_path, destination):
+                continue
+            copy_atomically(filter_path, destination)
+        except FieldtriageError as err:
+            result.refused.append(str(err))
+            continue
+        result.filters_added.append(destination)
+    return result
+
+
+def _take_trust_key(public_path: Path, trust_folder: Path, station_key: Ed25519PublicKey) -> Path | None:
+    signature_path = public_path.with_name(public_path.name + SIGNATURE_SUFFIX)
+    try:
+        data = public_path.read_bytes()[: MAX_KEY_FILE_BYTES + 1]
+        signature = signature_path.read_bytes()[:65]
+    except OSError as err:
+        name = signature_path if not signature_path.exists() else public_path
+        raise JournalError(
+            name, f"cannot read: {err.strerror} (trust keys need a station signature)"
+        ) from err
+    try:
+        station_key.verify(signature, trust_key_signed_message(data))
+    except InvalidSignature as err:
+        raise JournalError(public_path, "station signature does not verify: trust key refused") from err
+    destination = trust_folder / f"{key_id(load_public_key(public_path))}.pub"
+    if _same_content(public_path, destination):
+        return None
+    copy_atomically(public_path, destination)
+    return destination
+
+
+def _same_content(source: Path, destination: Path) -> bool:
+    if not destination.exists():
+        return False
+    try:
+        return filecmp.cmp(source, destination, shallow=False)
+    except OSError as err:
+        raise JournalError(destination, f"cannot read: {err.strerror}") from err
+
+
+def trust_key_signed_message(public_key_file_bytes: bytes) -> bytes:
+    """The message the station signs for a trust key (kept here so both sides agree)."""
+    return TRUST_CONTEXT + public_key_file_bytes

@@ -1,0 +1,131 @@
+"""Where a journal stands on disk: its segment files, and the end of the last one.
+
+At a restart the kiosk continues numbering and the chain from the last segment's tail. It reads only
+what is not secret (the header, frame lengths, chain hashes and signatures) and never decrypts (it
+cannot: the segment key died with the process). A torn or damaged end is set aside: the new segment
+records how many records and torn bytes the previous one had, so the station can tell a power cut
+from records removed later.
+
+Example::
+
+    >>> import tempfile, pathlib
+    >>> from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    >>> read_tail(pathlib.Path(tempfile.mkdtemp()), Ed25519PrivateKey.generate().public_key())
+    JournalTail(next_number=0, previous_chain=b'...', previous_records=0, previous_sealed=True, previous_torn_bytes=0)
+"""  # noqa: E501
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from agent.journal.keys import raw_public
+from agent.journal.segment_format import (
+    CHAIN_BYTES,
+    HEADER_SIGNATURE_CONTEXT,
+    RecordFrame,
+    SealFrame,
+    SegmentFormatError,
+    next_chain,
+    parse_frames,
+    parse_header,
+    record_signed_message,
+    seal_signed_message,
+    segment_number_of,
+)
+from filters.errors import JournalError
+
+MAX_SEGMENT_FILE_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class JournalTail:
+    next_number: int
+    previous_chain: bytes
+    previous_records: int
+    previous_sealed: bool
+    previous_torn_bytes: int
+
+    def __repr__(self) -> str:  # chain bytes are noise in logs and doctests
+        return (
+            f"JournalTail(next_number={self.next_number}, previous_chain=b'...', "
+            f"previous_records={self.previous_records}, previous_sealed={self.previous_sealed}, "
+            f"previous_torn_bytes={self.previous_torn_bytes})"
+        )
+
+
+def segment_files(folder: Path) -> list[tuple[int, Path]]:
+    """(number, path) of every segment file in ``folder``, by number."""
+    try:
+        names = os.listdir(folder)
+    except OSError as err:
+        raise JournalError(folder, f"cannot list: {err.strerror}") from err
+    found = [(segment_number_of(name), folder / name) for name in names]
+    return sorted((number, path) for number, path in found if number is not None)
+
+
+def read_segment_bytes(path: Path) -> bytes:
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_SEGMENT_FILE_BYTES + 1)
+    except OSError as err:
+        raise JournalError(path, f"cannot read: {err.strerror}") from err
+    if len(data) > MAX_SEGMENT_FILE_BYTES:
+        raise JournalError(path, "larger than any segment this journal writes")
+    return data
+
+
+def read_tail(folder: Path, device_key: Ed25519PublicKey) -> JournalTail:
+    """The state a new segment continues from; JournalError if the last segment is not ours."""
+    segments = segment_files(folder)
+    if not segments:
+        return JournalTail(0, bytes(CHAIN_BYTES), 0, True, 0)
+    number, path = segments[-1]
+    data = memoryview(read_segment_bytes(path))
+    try:
+        header = parse_header(data)
+    except SegmentFormatError as err:
+        raise JournalError(path, f"last segment is damaged: {err}") from err
+    if header.kiosk_key != raw_public(device_key) or header.number != number:
+        raise JournalError(path, "last segment was not written by this device key under this name")
+    if not _verifies(device_key, header.signature, HEADER_SIGNATURE_CONTEXT + header.raw):
+        raise JournalError(path, "last segment's header signature does not verify")
+    chain, count, sealed, end = header.hash, 0, False, header.frames_offset
+    # The chain alone is walked; only the last record's signature is checked (one verification).
+    last: tuple[bytes, int, int, RecordFrame | None] = (chain, count, end, None)
+    history = [last]
+    for frame in parse_frames(data, header.frames_offset):
+        if isinstance(frame, RecordFrame):
+            if frame.index != count or next_chain(chain, frame.sealed) != frame.chain:
+                break
+            chain, count, end = frame.chain, count + 1, frame.end
+            history = [history[-1], (chain, count, end, frame)]
+        elif isinstance(frame, SealFrame):
+            message = seal_signed_message(header.hash, frame.count, frame.chain)
+            if (
+                frame.count == count
+                and frame.chain == chain
+                and _verifies(device_key, frame.signature, message)
+            ):
+                sealed, end = True, frame.end
+            break
+        else:
+            break
+    if not sealed:
+        chain, count, end, last_record = history[-1]
+        message = record_signed_message(header.hash, count - 1, chain)
+        if last_record is not None and not _verifies(device_key, last_record.signature, message):
+            chain, count, end, _ = history[0]
+    return JournalTail(number + 1, chain, count, sealed, len(data) - end)
+
+
+def _verifies(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    try:
+        key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""The unit workstation ("station"): its keys, journal import, reports, exports and sync sticks."""

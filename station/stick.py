@@ -1,0 +1,123 @@
+"""``fieldtriage station prepare-stick``: make a stick a sync stick, optionally carrying filters and
+station-signed trust keys to the kiosks.
+
+The target is the stick's mount folder (or its block device, when mounted). The token is bound to
+the filesystem UUID, from ``--uuid``, blkid (device) or findmnt (folder). Nothing written here can
+decrypt anything.
+
+Example::
+
+    >>> import datetime as dt, tempfile, pathlib
+    >>> from station.home import StationHome
+    >>> home = StationHome(pathlib.Path(tempfile.mkdtemp()) / "station"); home.init()
+    >>> stick = pathlib.Path(tempfile.mkdtemp())
+    >>> prepared = prepare_stick(home, stick, fs_uuid="1234-ABCD", valid_for=dt.timedelta(days=7))
+    >>> prepared.fs_uuid, prepared.token.name
+    ('1234-abcd', 'fieldtriage-sync.token')
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import stat
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.journal.copying import copy_atomically
+from agent.journal.stick_filters import (
+    FILTER_FOLDER,
+    SIGNATURE_SUFFIX,
+    TRUST_FOLDER,
+    trust_key_signed_message,
+)
+from agent.journal.sync import filesystem_uuid
+from agent.journal.sync_token import normalised_uuid, write_sync_token
+from filters.container import load_filter
+from filters.errors import FieldtriageError, StationError
+from filters.keys import MAX_KEY_FILE_BYTES, load_public_key
+from station.home import StationHome
+
+
+@dataclass
+class StickPrepared:
+    folder: Path
+    fs_uuid: str
+    token: Path
+    expires: dt.datetime
+    copied: list[Path] = field(default_factory=list)
+
+
+def prepare_stick(
+    home: StationHome,
+    target: Path,
+    *,
+    fs_uuid: str | None = None,
+    valid_for: dt.timedelta = dt.timedelta(days=30),
+    filters: Sequence[Path] = (),
+    trust_keys: Sequence[Path] = (),
+    now: dt.datetime | None = None,
+) -> StickPrepared:
+    now = now or dt.datetime.now(dt.UTC)
+    signing_key = home.signing_private_key()
+    folder, uuid = _stick_folder_and_uuid(target, fs_uuid)
+    try:
+        token = write_sync_token(folder, uuid, signing_key, now, valid_for)
+    except FieldtriageError as err:
+        raise StationError(err.subject, err.reason) from err
+    prepared = StickPrepared(folder, uuid, token, now + valid_for)
+    for filter_path in filters:
+        load_filter(filter_path, None, check_validity=False)  # a filter file at all (kiosks verify)
+        prepared.copied.append(_copy(filter_path, folder / FILTER_FOLDER / filter_path.name))
+    for public_path in trust_keys:
+        load_public_key(public_path)
+        destination = folder / TRUST_FOLDER / public_path.name
+        prepared.copied.append(_copy(public_path, destination))
+        data = public_path.read_bytes()[: MAX_KEY_FILE_BYTES + 1]
+        signature_path = destination.with_name(destination.name + SIGNATURE_SUFFIX)
+        try:
+            signature_path.write_bytes(signing_key.sign(trust_key_signed_message(data)))
+        except OSError as err:
+            raise StationError(signature_path, f"cannot write: {err.strerror}") from err
+        prepared.copied.append(signature_path)
+    return prepared
+
+
+def _copy(source: Path, destination: Path) -> Path:
+    try:
+        copy_atomically(source, destination)
+    except FieldtriageError as err:
+        raise StationError(err.subject, err.reason) from err
+    return destination
+
+
+def _stick_folder_and_uuid(target: Path, fs_uuid: str | None) -> tuple[Path, str]:
+    try:
+        mode = target.stat().st_mode
+    except OSError as err:
+        raise StationError(target, f"cannot use as a stick: {err.strerror}") from err
+    if stat.S_ISBLK(mode):
+        mounted = _run(
+            ["findmnt", "--noheadings", "--first-only", "--output", "TARGET", "--source", str(target)], target
+        )
+        if not mounted:
+            raise StationError(target, "not mounted: mount the stick and pass its folder (or the device)")
+        folder = Path(mounted)
+        uuid = fs_uuid or _run(["blkid", "--match-tag", "UUID", "--output", "value", str(target)], target)
+    elif stat.S_ISDIR(mode):
+        folder = target
+        uuid = fs_uuid or filesystem_uuid(target)
+    else:
+        raise StationError(target, "neither a folder nor a block device")
+    if not normalised_uuid(uuid):
+        raise StationError(target, "its filesystem has no UUID: pass --uuid")
+    return folder, normalised_uuid(uuid)
+
+
+def _run(command: list[str], subject: Path) -> str:
+    if shutil.which(command[0]) is None:
+        raise StationError(subject, f"{command[0]} is not installed")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else ""
