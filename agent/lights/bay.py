@@ -32,7 +32,9 @@ TICK_SECONDS = 0.05
 
 
 class LightsBackend(Protocol):
-    def set(self, levels: Levels) -> None: ...
+    """Switches outputs; ``label`` names the signal shown (only a terminal uses it)."""
+
+    def set(self, levels: Levels, label: str = "") -> None: ...
 
     def close(self) -> None: ...
 
@@ -43,7 +45,7 @@ class RecordingLights:
     def __init__(self) -> None:
         self.history: list[Levels] = []
 
-    def set(self, levels: Levels) -> None:
+    def set(self, levels: Levels, label: str = "") -> None:
         self.history.append(levels)
 
     def close(self) -> None:
@@ -72,7 +74,7 @@ class GpioLights:
             Buzzer(buzzer, active_high=active_high, pin_factory=pin_factory) if buzzer is not None else None
         )
 
-    def set(self, levels: Levels) -> None:
+    def set(self, levels: Levels, label: str = "") -> None:
         for output, level in zip(self.outputs, (levels.red, levels.amber, levels.green), strict=True):
             if output.is_lit != level:
                 output.value = level
@@ -86,34 +88,49 @@ class GpioLights:
 
 
 class TerminalLights:
-    """Draws a bay's lights as one terminal line: ``[front] (R) (A) (G) BEEP``."""
+    """Draws a bay's lights as a terminal line: ``lights [front] (R)  .   .  BEEP  priority match``.
 
-    def __init__(self, name: str, stream: TextIO = sys.stdout, colour: bool | None = None) -> None:
+    On a terminal the line is redrawn in place as the lights blink, and a new line starts when the
+    signal changes; elsewhere (a log) only signal changes are printed.
+    """
+
+    def __init__(self, name: str, stream: TextIO = sys.stdout, live: bool | None = None) -> None:
         self.name = name
         self.stream = stream
-        self.colour = stream.isatty() if colour is None else colour
+        self.live = stream.isatty() if live is None else live
+        self.colour = self.live
         self.lock = threading.Lock()
+        self.label: str | None = None
 
     def _lamp(self, on: bool, letter: str, code: str) -> str:
         if not on:
             return " . "
         return f"\033[{code}m({letter})\033[0m" if self.colour else f"({letter})"
 
-    def set(self, levels: Levels) -> None:
+    def set(self, levels: Levels, label: str = "") -> None:
         text = " ".join(
             (
                 self._lamp(levels.red, "R", "41;97"),
                 self._lamp(levels.amber, "A", "43;30"),
                 self._lamp(levels.green, "G", "42;30"),
                 "BEEP" if levels.buzzer else "    ",
+                label.replace("_", " "),
             )
         )
         with self.lock:
-            self.stream.write(f"  lights [{self.name}] {text}\n")
+            changed = label != self.label
+            self.label = label
+            if self.live:
+                self.stream.write(("\n" if changed else "") + f"\r  lights [{self.name}] {text}\033[K")
+            elif changed:
+                self.stream.write(f"  lights [{self.name}] {text}\n")
             self.stream.flush()
 
     def close(self) -> None:
-        pass
+        if self.live:
+            with self.lock:
+                self.stream.write("\n")
+                self.stream.flush()
 
 
 class BayLights:
@@ -146,13 +163,13 @@ class BayLights:
             levels = levels_at(self.signal, moment - self.since, self.progress)
             if levels != self._levels:
                 self._levels = levels
-                self.backend.set(levels)
+                self.backend.set(levels, self.signal.value)
 
     def close(self) -> None:
         with self._lock:
             self.signal = Signal.OFF
             self._levels = Levels()
-            self.backend.set(Levels())
+            self.backend.set(Levels(), Signal.OFF.value)
             self.backend.close()
 
 

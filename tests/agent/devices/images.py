@@ -1,8 +1,6 @@
-"""Tiny disk images generated at test time, and evidence loop devices that count writes.
+"""Evidence loop devices that count writes, and devices a test can pull out.
 
-Filesystems are populated without mounting where a tool allows it (mtools for FAT, ``mkfs.ext4 -d``);
-exFAT, NTFS and XFS are populated through a read-write mount of the test's own scratch file before it
-becomes evidence.
+Images come from ``agent.demo.images`` (shared with the demo).
 """
 
 from __future__ import annotations
@@ -11,189 +9,19 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
 
-MiB = 1 << 20
-MIN_SIZE = {"xfs": 320 * MiB, "ntfs": 8 * MiB, "exfat": 8 * MiB, "vfat": 8 * MiB, "ext4": 8 * MiB}
-MBR_TYPES = {"vfat": "c", "ntfs": "7", "exfat": "7", "ext4": "83", "xfs": "83", "luks": "83", "raw": "83"}
-GPT_TYPES = {
-    "vfat": "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
-    "ntfs": "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
-    "exfat": "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
-    "ext4": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
-    "xfs": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
-    "luks": "CA7D7CCB-63ED-4C53-861C-1742536059CC",
-    "raw": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
-}
-TOOLS = {
-    "vfat": ["mkfs.vfat", "mcopy"],
-    "ntfs": ["mkntfs", "ntfs-3g"],
-    "exfat": ["mkfs.exfat", "mount.exfat-fuse"],
-    "ext4": ["mkfs.ext4"],
-    "xfs": ["mkfs.xfs", "xfs_io"],
-    "luks": ["cryptsetup"],
-    "raw": [],
-}
+from agent.demo.images import MIN_SIZE, PartitionSpec, make_disk_image, make_filesystem, missing_tools, run
 
-
-def run(*args: str | os.PathLike[str]) -> None:
-    subprocess.run([os.fspath(a) for a in args], check=True, capture_output=True)
-
-
-def missing_tools(kinds: list[str]) -> list[str]:
-    return [tool for kind in kinds for tool in TOOLS[kind] if shutil.which(tool) is None]
-
-
-@dataclass
-class PartitionSpec:
-    """``kind``: a filesystem, 'luks', or 'raw' (no filesystem); ``dirty``: leave a log to replay."""
-
-    kind: str
-    files: dict[str, bytes] = field(default_factory=dict)
-    size: int = 0
-    dirty: bool = False
-    corrupt: bool = False
-
-    def byte_size(self) -> int:
-        return max(self.size, MIN_SIZE.get(self.kind, 8 * MiB))
-
-
-def make_filesystem(spec: PartitionSpec, path: Path) -> None:
-    with path.open("wb") as f:
-        f.truncate(spec.byte_size())
-    staging = Path(tempfile.mkdtemp(prefix="fieldtriage-stage-"))
-    try:
-        for name, data in spec.files.items():
-            (staging / name).parent.mkdir(parents=True, exist_ok=True)
-            (staging / name).write_bytes(data)
-        _populate(spec, path, staging)
-    finally:
-        shutil.rmtree(staging)
-    if spec.corrupt:
-        _corrupt(spec.kind, path)
-
-
-def _populate(spec: PartitionSpec, path: Path, staging: Path) -> None:
-    kind = spec.kind
-    if kind == "vfat":
-        run("mkfs.vfat", "-n", "EVIDENCE", path)
-        for item in sorted(staging.rglob("*")):
-            relative = item.relative_to(staging).as_posix()
-            run(
-                "mmd" if item.is_dir() else "mcopy",
-                "-i",
-                path,
-                *([] if item.is_dir() else [item]),
-                f"::/{relative}",
-            )
-    elif kind == "ext4":
-        run("mkfs.ext4", "-q", "-F", "-L", "evidence", "-d", staging, path)
-        if spec.dirty:
-            _dirty_by_shutdown(path, "ext4", staging)
-    elif kind == "ntfs":
-        run("mkntfs", "-q", "-F", "-Q", "-L", "EVIDENCE", path)
-        _copy_through_mount(path, "ntfs", staging, shutdown=False)
-    elif kind == "xfs":
-        run("mkfs.xfs", "-q", "-f", "-L", "evidence", path)
-        _copy_through_mount(path, "xfs", staging, shutdown=spec.dirty)
-    elif kind == "exfat":
-        run("mkfs.exfat", "-L", "EVIDENCE", path)
-        _copy_through_mount(path, "exfat", staging, shutdown=False)
-    elif kind == "luks":
-        key = path.with_suffix(".key")
-        key.write_bytes(os.urandom(32))
-        run(
-            "cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2",
-            "--pbkdf-force-iterations", "1000", "--key-file", key, path,
-        )  # fmt: skip
-        key.unlink()
-    elif kind != "raw":
-        raise ValueError(kind)
-
-
-def _dirty_by_shutdown(path: Path, fstype: str, staging: Path) -> None:
-    _copy_through_mount(path, fstype, staging, shutdown=True, copy=False)
-
-
-def _copy_through_mount(path: Path, fstype: str, staging: Path, *, shutdown: bool, copy: bool = True) -> None:
-    mountpoint = Path(tempfile.mkdtemp(prefix="fieldtriage-populate-"))
-    try:
-        loop = ""
-        if fstype == "exfat":  # fuse-exfat run as root wants a block device
-            loop = subprocess.run(
-                ["losetup", "-f", "--show", path], capture_output=True, text=True
-            ).stdout.strip()
-            run("mount.exfat-fuse", loop, mountpoint)
-        elif fstype == "ntfs":
-            run("ntfs-3g", path, mountpoint)
-        else:
-            run("mount", "-t", fstype, "-o", "loop", path, mountpoint)
-        try:
-            if copy:
-                shutil.copytree(staging, mountpoint, dirs_exist_ok=True)
-            if shutdown:
-                (mountpoint / "written-before-crash.bin").write_bytes(os.urandom(300_000))
-                run("xfs_io", "-x", "-c", "shutdown -f", mountpoint)
-        finally:
-            run("umount", mountpoint)
-            if loop:
-                time.sleep(0.2)  # the FUSE daemon lets go of the loop device as it exits
-                run("losetup", "-d", loop)
-    finally:
-        mountpoint.rmdir()
-
-
-def _corrupt(kind: str, path: Path) -> None:
-    """Keep the signature blkid recognises, destroy what the driver needs to mount."""
-    with path.open("r+b") as f:
-        if kind == "ext4":
-            f.seek(1024 + 0x04)  # s_blocks_count_lo and friends: the superblock stops making sense
-            f.write(b"\xff" * 20)
-            f.seek(1024 + 0x18)  # s_log_block_size: an absurd block size
-            f.write(b"\x40\x00\x00\x00")
-        else:
-            f.seek(4096)
-            f.write(os.urandom(1 << 20))
-
-
-def make_disk_image(path: Path, scheme: str, partitions: list[PartitionSpec]) -> Path:
-    """A disk image with an MBR ('dos') or GPT table; each partition made separately and copied in."""
-    sizes = [spec.byte_size() for spec in partitions]
-    total = MiB + sum(sizes) + len(sizes) * MiB + (MiB if scheme == "gpt" else 0)
-    with path.open("wb") as f:
-        f.truncate(total)
-    types = GPT_TYPES if scheme == "gpt" else MBR_TYPES
-    script = f"label: {scheme}\n" + "".join(
-        f",{size // 512},{types[s.kind]}\n" for s, size in zip(partitions, sizes, strict=True)
-    )
-    subprocess.run(["sfdisk", "-q", os.fspath(path)], input=script.encode(), check=True, capture_output=True)
-    layout = subprocess.run(
-        ["sfdisk", "-J", os.fspath(path)], capture_output=True, check=True, text=True
-    ).stdout
-    import json
-
-    starts = [p["start"] * 512 for p in json.loads(layout)["partitiontable"]["partitions"]]
-    for spec, start in zip(partitions, starts, strict=True):
-        part = path.with_name(path.name + f".part{start}")
-        make_filesystem(spec, part)
-        run(
-            "dd",
-            f"if={part}",
-            f"of={path}",
-            "bs=1M",
-            f"seek={start}",
-            "oflag=seek_bytes",
-            "conv=notrunc,sparse",
-            "status=none",
-        )
-        part.unlink()
-    return path
+__all__ = [
+    "MIN_SIZE", "EvidenceLoop", "PartitionSpec", "PullableDevice", "evidence_loop", "image_digest",
+    "make_disk_image", "make_filesystem", "missing_tools", "pullable_device",
+]  # fmt: skip
 
 
 def image_digest(path: Path) -> str:

@@ -1,8 +1,9 @@
 """``fieldtriage demo``: the whole job on generated data, with nothing to set up.
 
-Makes a provider key, generates stand-in "known material" (random pictures), builds and signs a
-filter from it, then checks a generated device folder that holds a few known files among clean ones
-and shows what the kiosk would say for each file. All data is synthetic.
+First the filter: a provider key, stand-in "known material" (generated pictures), a signed filter
+built from it, and a folder checked against it file by file. Then the kiosk (``agent.demo.kiosk``,
+root): the real daemon takes three demo devices from udev, mounts them read-only and lights its bay
+in the terminal; its encrypted journal goes to a demo station, which reports. All data is synthetic.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import argparse
 import os
 import random
 import shutil
-import struct
 import sys
-import zlib
 from pathlib import Path
 
+from agent.demo.pictures import generated_picture
 from filters.builder import FilterBuilder
 from filters.container import load_filter, write_filter
 from filters.digests import digest_path
@@ -30,32 +30,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("demo", help="run the main job on generated demo data")
     parser.add_argument("--folder", type=Path, default=Path("demo-out"), help="where demo files go")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--filter-only", action="store_true", help="only build a filter and look files up")
     parser.set_defaults(handler=cmd_demo)
 
 
-def generated_picture(rng: random.Random, width: int = 64, height: int = 48) -> bytes:
-    """A small valid PNG of random coloured stripes (stand-in for a photo)."""
-    rows = []
-    for _ in range(height):
-        colour = bytes(rng.randrange(256) for _ in range(3))
-        rows.append(b"\x00" + colour * width)
-    raw = b"".join(rows)
+def cmd_demo(args: argparse.Namespace) -> int:
+    status = filter_demo(args)
+    if args.filter_only:
+        return status
+    from agent.demo.kiosk import run_kiosk_demo
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    noise = rng.randbytes(rng.randrange(1000, 200_000))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"tEXt", b"Comment\x00" + noise.hex().encode()[: len(noise)])
-        + chunk(b"IEND", b"")
+    base: Path = args.folder
+    return run_kiosk_demo(
+        base.resolve(),
+        base / "demo.ftf",
+        base / "keys",
+        sorted((base / "known-material").iterdir()),
+        args.seed,
     )
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def filter_demo(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     base: Path = args.folder
     if base.exists():
