@@ -115,6 +115,7 @@ class BayWorker(threading.Thread):
         self.unplugged = False
         self.result: DeviceScanResult | None = None
         self.journal_error: str | None = None
+        self._shown_from = len(bay.lights.shown)
 
     def run(self) -> None:
         bay = self.bay
@@ -189,7 +190,7 @@ class BayWorker(threading.Thread):
             "seconds": round(seconds, 3),
             "verdict": verdict,
             "removed_early": self.unplugged,
-            "lights_shown": list(self.bay.lights.shown),
+            "lights_shown": self.bay.lights.shown[self._shown_from :],
         }
         if result is not None:
             device = result.to_json()

@@ -153,6 +153,7 @@ def run_kiosk_demo(base: Path, filter_path: Path, trust_folder: Path, known: lis
                 subprocess.run(["blockdev", "--setrw", loop], check=False)
                 subprocess.run(["losetup", "-d", loop], check=False)
             wait_for(lambda: bay.lights.signal.value == "ready", 10)
+            time.sleep(0.3)  # the terminal line follows at the next render
     finally:
         daemon.request_stop()
         runner.join(15)

@@ -206,6 +206,7 @@ def test_known_item_lights_red_early_and_the_scan_goes_on(
     (record,) = [r for r in kiosk.journal.records if r["type"] == "scan"]
     assert record["scan"]["counts"]["files_read"] == len(files), "the scan went on to the end"
     assert kiosk.bay().lights.shown == ["ready", "scanning", "scanning_priority_hit", "priority_match"]
+    assert record["lights_shown"] == ["scanning", "scanning_priority_hit", "priority_match"]
     kiosk.wait(lambda: kiosk.pins() == (True, False, False))
 
 
