@@ -32,6 +32,7 @@ class PathsConfig:
     journal: Path = Path("/var/lib/fieldtriage/journal")
     device_key: Path = Path("/var/lib/fieldtriage/device.key")
     station_key: Path | None = None
+    station_signing_key: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.devices.identity import DeviceIdentity
-from agent.devices.mounter import Mounter
+from agent.devices.mounter import MountedDevice, Mounter
 from agent.scan.engine import Scanner
 from agent.scan.events import ScanEvent
 from agent.scan.names import shown
@@ -91,22 +91,29 @@ def scan_device(
     *,
     identity: DeviceIdentity | None = None,
     on_event: Callable[[ScanEvent], None] | None = None,
-    on_mounted: Callable[[DeviceScanResult], None] | None = None,
 ) -> DeviceScanResult:
     """Mount, scan and unmount ``source``; never raises for what a device can do to us."""
-    result = DeviceScanResult(source, "incomplete", identity)
     try:
         mounted = mounter.mount(source)
     except FieldtriageError as err:
-        result.device_problems.append(str(err))
-        return result
+        return DeviceScanResult(source, "incomplete", identity, device_problems=[str(err)])
+    return scan_mounted(mounted, scanner, identity=identity, on_event=on_event)
+
+
+def scan_mounted(
+    mounted: MountedDevice,
+    scanner: Scanner,
+    *,
+    identity: DeviceIdentity | None = None,
+    on_event: Callable[[ScanEvent], None] | None = None,
+) -> DeviceScanResult:
+    """Scan every mounted partition of ``mounted``, then close it (unmount, detach)."""
+    result = DeviceScanResult(mounted.source, "incomplete", identity)
     try:
         result.size = mounted.size
         result.scheme = mounted.table.scheme
         result.partitions = [p.describe() for p in mounted.partitions]
         result.device_problems = mounted.problems()
-        if on_mounted is not None:
-            on_mounted(result)
         roots = [os.fsencode(str(p.mountpoint)) for p in mounted.mounted_partitions()]
         if roots and not scanner.cancel.is_set():
             report = scanner.scan(roots, on_event)

@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.config import BayConfig, ScanConfig
-from agent.device_scan import DeviceScanResult, scan_device
+from agent.daemon.sync import SyncSetup, find_sync_partition, run_sync
+from agent.device_scan import DeviceScanResult, scan_mounted
 from agent.devices.identity import DeviceIdentity
-from agent.devices.mounter import Mounter
+from agent.devices.mounter import MountedDevice, Mounter
 from agent.lights.bay import BayLights
 from agent.lights.signals import Signal
 from agent.scan.engine import Scanner
 from agent.scan.events import ScanEvent, ScanHit, ScanProgress
+from filters.errors import FieldtriageError
 from filters.model import ContrabandFilter
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,8 @@ class BayWorker(threading.Thread):
         scan_config: ScanConfig,
         journal: JournalSink,
         on_change: Callable[[], None] = lambda: None,
+        sync: SyncSetup | None = None,
+        refusal: str | None = None,
     ) -> None:
         super().__init__(name=f"bay-{bay.name}", daemon=True)
         self.bay = bay
@@ -111,6 +115,9 @@ class BayWorker(threading.Thread):
         self.scan_config = scan_config
         self.journal = journal
         self.on_change = on_change
+        self.sync = sync
+        self.refusal = refusal  # set: the kiosk cannot scan (no valid filter...), it can only sync
+        self.notes: list[str] = []
         self.cancel = threading.Event()
         self.unplugged = False
         self.result: DeviceScanResult | None = None
@@ -122,30 +129,17 @@ class BayWorker(threading.Thread):
         bay.phase, bay.device, bay.verdict, bay.progress = "mounting", self.identity, None, None
         bay.hits = bay.priority_hits = 0
         bay.started, bay.finished = now_iso(), None
-        bay.lights.show(Signal.SCANNING, 0.0)
+        if self.refusal is None:
+            bay.lights.show(Signal.SCANNING, 0.0)
         self.on_change()
         started = time.monotonic()
         try:
-            workers = self.scan_config.workers or (1 if self.identity.rotational else None)
-            scanner = Scanner(
-                self.filters,
-                mode=self.scan_config.mode,  # type: ignore[arg-type]
-                workers=workers,
-                stop_at_first_priority=self.scan_config.stop_at_first_priority,
-                cancel=self.cancel,
-            )
-            self.result = scan_device(
-                self.identity.devnode,
-                self.mounter,
-                scanner,
-                identity=self.identity,
-                on_event=self._on_event,
-                on_mounted=self._on_mounted,
-            )
-            verdict = self.result.verdict
+            verdict = self._mount_and_scan()
         except Exception:  # a bug must never turn into a green light or a dead kiosk
             log.error("bay %s: scan failed:\n%s", bay.name, traceback.format_exc())
             verdict = "incomplete"
+        if verdict is None:
+            return  # synced, or not scanned: already shown and journaled
         if self.unplugged and verdict not in ("priority_match", "match"):
             verdict = "incomplete"
         bay.verdict = verdict
@@ -156,9 +150,78 @@ class BayWorker(threading.Thread):
         self._journal(verdict, time.monotonic() - started)
         self.on_change()
 
-    def _on_mounted(self, result: DeviceScanResult) -> None:
+    def _mount_and_scan(self) -> str | None:
+        scanner = None
+        if self.refusal is None:
+            scanner = Scanner(
+                self.filters,
+                mode=self.scan_config.mode,  # type: ignore[arg-type]
+                workers=self.scan_config.workers or (1 if self.identity.rotational else None),
+                stop_at_first_priority=self.scan_config.stop_at_first_priority,
+                cancel=self.cancel,
+            )
+        try:
+            mounted = self.mounter.mount(self.identity.devnode)
+        except FieldtriageError as err:
+            self.result = DeviceScanResult(
+                self.identity.devnode, "incomplete", self.identity, device_problems=[str(err)]
+            )
+            return self.result.verdict
+        if self.sync is not None and self._synced(mounted, self.sync):
+            return None
+        if scanner is None:
+            mounted.close()
+            self._not_scanned(self.refusal or "cannot scan")
+            return None
         self.bay.phase = "scanning"
         self.on_change()
+        self.result = scan_mounted(mounted, scanner, identity=self.identity, on_event=self._on_event)
+        return self.result.verdict
+
+    def _not_scanned(self, reason: str) -> None:
+        bay = self.bay
+        log.error("bay %s: not scanning %s: %s", bay.name, self.identity.label(), reason)
+        bay.phase, bay.verdict, bay.finished = "not scanned", None, now_iso()
+        bay.lights.show(Signal.FAULT)
+        try:
+            self.journal.append(
+                {"type": "not_scanned", "bay": bay.name, "device": self.identity.describe(), "reason": reason}
+            )
+        except Exception as err:
+            self.journal_error = str(err)
+        self.on_change()
+
+    def _synced(self, mounted: MountedDevice, setup: SyncSetup) -> bool:
+        """True when the device was a sync stick and has been dealt with as one."""
+        try:
+            found, self.notes = find_sync_partition(mounted, setup.station_key)
+        except Exception:
+            log.error("bay %s: sync token check failed:\n%s", self.bay.name, traceback.format_exc())
+            found = None
+        if found is None:
+            return False
+        part, token = found
+        mounted.close()
+        bay = self.bay
+        bay.phase = "syncing"
+        bay.lights.show(Signal.SYNC)
+        self.on_change()
+        try:
+            record = run_sync(self.identity.devnode, part, token, setup)
+            signal, bay.verdict = Signal.SYNC_DONE, "synced"
+        except Exception as err:
+            log.error("bay %s: sync failed: %s", bay.name, err)
+            record = {"type": "sync", "error": str(err), "token_id": token.token_id}
+            signal, bay.verdict = Signal.FAULT, "sync failed"
+        record |= {"bay": bay.name, "device": self.identity.describe()}
+        bay.phase, bay.finished = "done", now_iso()
+        bay.lights.show(signal)
+        try:
+            self.journal.append(record)
+        except Exception as err:
+            self.journal_error = str(err)
+        self.on_change()
+        return True
 
     def _on_event(self, event: ScanEvent) -> None:
         bay = self.bay
@@ -191,6 +254,7 @@ class BayWorker(threading.Thread):
             "verdict": verdict,
             "removed_early": self.unplugged,
             "lights_shown": self.bay.lights.shown[self._shown_from :],
+            "notes": self.notes,
         }
         if result is not None:
             device = result.to_json()

@@ -13,11 +13,13 @@ from agent.config import AgentConfig, load_config
 from agent.daemon.main import Daemon
 from agent.daemon.notify import SystemdNotifier
 from agent.daemon.status import format_status, read_status
+from agent.daemon.sync import SyncSetup
 from agent.devices.mounter import Mounter
 from agent.devices.selection import DeviceSelector
 from agent.devices.source import UdevDeviceSource
 from agent.journal import EncryptedJournal, Journal, PlainJournal
 from agent.lights.bay import GpioLights, LightsBackend, RecordingLights, TerminalLights
+from filters.keys import load_public_key
 
 DEFAULT_CONFIG = Path("/etc/fieldtriage/agent.toml")
 
@@ -85,6 +87,9 @@ def build_daemon(config: AgentConfig, *, pin_factory: Any = None) -> Daemon:
     def journal_health() -> str | None:
         return None if journal.healthy else f"journal: {journal.last_error}"
 
+    sync = None
+    if config.paths.station_signing_key is not None:
+        sync = SyncSetup(load_public_key(config.paths.station_signing_key), journal, config.paths)
     return Daemon(
         config,
         source=source,
@@ -93,4 +98,5 @@ def build_daemon(config: AgentConfig, *, pin_factory: Any = None) -> Daemon:
         journal=journal,
         journal_health=journal_health,
         notifier=SystemdNotifier.from_environment(),
+        sync=sync,
     )

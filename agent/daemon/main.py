@@ -29,6 +29,7 @@ from agent.daemon.bay import Bay, BayWorker, JournalSink, now_iso
 from agent.daemon.filterstore import FilterStore
 from agent.daemon.notify import SystemdNotifier
 from agent.daemon.status import write_status
+from agent.daemon.sync import SyncSetup
 from agent.devices.identity import DeviceIdentity
 from agent.devices.mounter import Mounter
 from agent.devices.source import DeviceEvent, DeviceSource
@@ -57,6 +58,7 @@ class Daemon:
         journal_health: Callable[[], str | None] = lambda: None,
         notifier: SystemdNotifier | None = None,
         ticker: bool = True,
+        sync: SyncSetup | None = None,
     ) -> None:
         self.config = config
         self.source = source
@@ -64,6 +66,7 @@ class Daemon:
         self.journal = journal
         self.journal_health = journal_health
         self.notifier = notifier or SystemdNotifier(None)
+        self.sync = sync
         self.bays = [Bay(bay, BayLights(bay.name, lights[bay.name])) for bay in config.bays]
         self.filters = FilterStore(config.paths.filters, config.paths.trust)
         self.status_path = config.paths.runtime / "status.json"
@@ -158,7 +161,7 @@ class Daemon:
             self._journal({"type": "not_scanned", "device": identity.describe(), "reason": "no free bay"})
             return
         problem = self._fault()
-        if problem:
+        if problem and self.sync is None:
             log.error("not scanning %s: %s", identity.label(), problem)
             bay.device, bay.phase, bay.verdict = identity, "not scanned", None
             bay.lights.show(Signal.FAULT)
@@ -176,6 +179,8 @@ class Daemon:
             self.config.scan,
             self.journal,
             on_change=self.wake,
+            sync=self.sync,
+            refusal=problem,  # with a fault the worker only looks for a sync stick
         )
         bay.worker = worker
         worker.start()

@@ -60,6 +60,7 @@ class PartitionSpec:
     size: int = 0
     dirty: bool = False
     corrupt: bool = False
+    uuid: str = ""  # ext4 only: a chosen filesystem UUID (sync-stick tokens are bound to it)
 
     def byte_size(self) -> int:
         return max(self.size, MIN_SIZE.get(self.kind, 8 * MiB))
@@ -94,7 +95,8 @@ def _populate(spec: PartitionSpec, path: Path, staging: Path) -> None:
                 f"::/{relative}",
             )
     elif kind == "ext4":
-        run("mkfs.ext4", "-q", "-F", "-L", "evidence", "-d", staging, path)
+        chosen = ["-U", spec.uuid] if spec.uuid else []
+        run("mkfs.ext4", "-q", "-F", "-L", "evidence", *chosen, "-d", staging, path)
         if spec.dirty:
             _dirty_by_shutdown(path, "ext4", staging)
     elif kind == "ntfs":

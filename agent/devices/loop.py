@@ -43,12 +43,15 @@ class LoopDevice:
         self._fd: int | None = fd
 
     @classmethod
-    def attach(cls, backing_fd: int, offset: int = 0, size_limit: int = 0) -> LoopDevice:
-        """Map ``size_limit`` bytes (0: to the end) of ``backing_fd`` from ``offset``, read-only."""
+    def attach(
+        cls, backing_fd: int, offset: int = 0, size_limit: int = 0, *, read_only: bool = True
+    ) -> LoopDevice:
+        """Map ``size_limit`` bytes (0: to the end) of ``backing_fd`` from ``offset``, read-only
+        unless ``read_only`` is False (only ever for a verified sync stick)."""
+        flags = LO_FLAGS_AUTOCLEAR | (LO_FLAGS_READ_ONLY if read_only else 0)
         info = struct.pack(
-            LOOP_INFO64, 0, 0, 0, offset, size_limit, 0, 0, 0,
-            LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR, b"fieldtriage", b"", b"", 0, 0,
-        )  # fmt: skip
+            LOOP_INFO64, 0, 0, 0, offset, size_limit, 0, 0, 0, flags, b"fieldtriage", b"", b"", 0, 0
+        )
         config = struct.pack("=II", backing_fd, 0) + info + bytes(64)
         try:
             control = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
@@ -58,7 +61,10 @@ class LoopDevice:
             for _ in range(ATTACH_ATTEMPTS):
                 number = fcntl.ioctl(control, LOOP_CTL_GET_FREE)
                 try:
-                    fd = os.open(f"/dev/loop{number}", os.O_RDONLY | os.O_CLOEXEC)
+                    # the loop driver makes a device opened read-only a read-only loop, whatever flags say
+                    fd = os.open(
+                        f"/dev/loop{number}", (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC
+                    )
                 except FileNotFoundError:
                     time.sleep(0.01)  # the node appears a moment after GET_FREE creates it
                     continue

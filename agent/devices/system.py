@@ -39,7 +39,9 @@ class LoopHandle(Protocol):
 
 
 class MountBackend(Protocol):
-    def attach_loop(self, backing_fd: int, offset: int, size: int) -> LoopHandle: ...
+    def attach_loop(
+        self, backing_fd: int, offset: int, size: int, *, read_only: bool = True
+    ) -> LoopHandle: ...
 
     def probe(self, device_path: str) -> FilesystemProbe: ...
 
@@ -91,8 +93,8 @@ class SystemBackend:
     def __init__(self) -> None:
         self._libc = _libc()
 
-    def attach_loop(self, backing_fd: int, offset: int, size: int) -> LoopHandle:
-        return LoopDevice.attach(backing_fd, offset, size)
+    def attach_loop(self, backing_fd: int, offset: int, size: int, *, read_only: bool = True) -> LoopHandle:
+        return LoopDevice.attach(backing_fd, offset, size, read_only=read_only)
 
     def probe(self, device_path: str) -> FilesystemProbe:
         return probe_filesystem(device_path)
@@ -146,10 +148,10 @@ class SystemBackend:
         return mountinfo_options(target)
 
 
-def set_block_device_read_only(fd: int) -> bool:
+def set_block_device_read_only(fd: int, read_only: bool = True) -> bool:
     """BLKROSET on a block device; False when ``fd`` is not one (an image file)."""
     try:
-        fcntl.ioctl(fd, BLKROSET, struct.pack("i", 1))
+        fcntl.ioctl(fd, BLKROSET, struct.pack("i", 1 if read_only else 0))
     except OSError:
         return False
     return True

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,14 +23,18 @@ from gpiozero.pins.mock import MockFactory
 from agent.config import parse_config
 from agent.daemon.cli import lights_for
 from agent.daemon.main import Daemon
+from agent.daemon.sync import SyncSetup
 from agent.devices.mounter import Mounter
 from agent.devices.selection import DeviceSelector, parse_rule
 from agent.devices.source import UdevDeviceSource
+from agent.journal import EncryptedJournal
+from agent.journal.sync_token import TOKEN_NAME, write_sync_token
 from filters.builder import FilterBuilder
 from filters.container import write_filter
 from filters.digests import digest_path
 from filters.importers import DigestEntry
 from filters.keys import generate_key_pair, load_private_key
+from station.home import StationHome
 
 from ..devices.conftest import leftovers
 from ..devices.images import PartitionSpec, make_disk_image, missing_tools, pullable_device
@@ -122,7 +130,11 @@ def known() -> dict[str, bytes]:
 
 
 def start_kiosk(
-    root: Path, *, with_filter: dict[str, bytes] | None, bays: tuple[str, ...] = ("front",)
+    root: Path,
+    *,
+    with_filter: dict[str, bytes] | None,
+    bays: tuple[str, ...] = ("front",),
+    sync: bool = False,
 ) -> Kiosk:
     for folder in ("filters", "trust", "run", "journal", "keys"):
         (root / folder).mkdir(parents=True, exist_ok=True)
@@ -143,7 +155,15 @@ def start_kiosk(
     }
     config = parse_config(raw, "test.toml")
     factory = MockFactory()
-    journal = ListJournal()
+    journal: Any = ListJournal()
+    setup = None
+    if sync:
+        station = StationHome(root / "station")
+        station.init()
+        journal = EncryptedJournal.open(
+            root / "journal", root / "keys" / "device.key", station.journal_public_path
+        )
+        setup = SyncSetup(station.signing_public_key(), journal, config.paths)
     source = UdevDeviceSource(DeviceSelector([parse_rule("FIELDTRIAGE_TEST=1")], set()), settle_seconds=0.1)
     daemon = Daemon(
         config,
@@ -151,6 +171,7 @@ def start_kiosk(
         mounter=Mounter(root / "run"),
         lights=lights_for(config, factory),
         journal=journal,
+        sync=setup,
     )
     thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False}, daemon=True)
     thread.start()
@@ -335,3 +356,73 @@ def test_sigterm_stops_within_five_seconds_and_leaves_nothing(tmp_path: Path, te
             agent.kill()
         subprocess.run(["blockdev", "--setrw", loop], check=False)
         subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def sync_token_bytes(folder: Path, fs_uuid: str, key: Any) -> bytes:
+    folder.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    return write_sync_token(folder, fs_uuid, key, now, dt.timedelta(days=1)).read_bytes()
+
+
+def test_sync_stick_takes_the_journal_and_new_filters_and_a_forged_one_is_evidence(
+    kiosk_factory: Callable[..., Kiosk], known: dict[str, bytes], tmp_path: Path
+) -> None:
+    kiosk = kiosk_factory(with_filter=known, sync=True)
+    kiosk.plug(image(tmp_path, {"a.jpg": known["known_0.jpg"]}, "first-scan"))
+    kiosk.wait(lambda: kiosk.bay().verdict == "priority_match")
+    kiosk.unplug(kiosk.loops[0])
+    kiosk.wait(lambda: kiosk.bay().lights.signal.value == "ready")
+
+    station_key = StationHome(kiosk.root / "station").signing_private_key()
+    new_filter = build_filter(
+        tmp_path, kiosk.root / "keys" / "provider.key", known_files(2), name="from stick"
+    )
+    fs_uuid = str(uuid.uuid4())
+    stick_files = {
+        TOKEN_NAME: sync_token_bytes(tmp_path / "token", fs_uuid, station_key),
+        f"fieldtriage-filters/{new_filter.name}": new_filter.read_bytes(),
+    }
+    stick = make_disk_image(
+        tmp_path / "fieldtriage-test-sync.img", "dos", [PartitionSpec("ext4", stick_files, uuid=fs_uuid)]
+    )
+    loop = kiosk.plug(stick)
+    kiosk.wait(lambda: kiosk.bay().verdict is not None)
+    assert kiosk.bay().verdict == "synced"
+    assert kiosk.bay().lights.shown[-2:] == ["sync", "sync_done"]
+    assert (kiosk.root / "filters" / new_filter.name).exists(), "the new filter was taken"
+    kiosk.unplug(loop)
+    with mounted_read_only(stick) as folder:
+        segments = list(folder.glob("fieldtriage-journal/*/segment-*"))
+    assert segments, "the journal was copied to the stick"
+
+    forger = generate_key_pair(tmp_path / "forger")[0]
+    forged_uuid = str(uuid.uuid4())
+    forged = make_disk_image(
+        tmp_path / "fieldtriage-test-forged.img",
+        "dos",
+        [
+            PartitionSpec(
+                "ext4",
+                {TOKEN_NAME: sync_token_bytes(tmp_path / "forged", forged_uuid, load_private_key(forger))},
+                uuid=forged_uuid,
+            )
+        ],
+    )
+    before = forged.read_bytes()
+    kiosk.wait(lambda: kiosk.bay().lights.signal.value == "ready")
+    kiosk.plug(forged)
+    kiosk.wait(lambda: kiosk.bay().verdict is not None)
+    assert kiosk.bay().verdict == "no_match", "a stick with a forged token is scanned as evidence"
+    assert forged.read_bytes() == before
+
+
+@contextmanager
+def mounted_read_only(disk: Path) -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp())
+    offset = 1 << 20
+    subprocess.run(["mount", "-o", f"ro,noload,loop,offset={offset}", str(disk), str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+        folder.rmdir()
