@@ -1,0 +1,152 @@
+"""``scan --image`` / ``scan --device`` and ``devices``: the daemon's path, from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.demo.images import PartitionSpec, make_disk_image, missing_tools
+from filters.builder import FilterBuilder
+from filters.container import write_filter
+from filters.digests import digest_path
+from filters.importers import DigestEntry
+from filters.keys import generate_key_pair, load_private_key
+
+from .devices.conftest import leftovers
+from .devices.images import evidence_loop, image_digest
+
+pytestmark = [pytest.mark.root]
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> tuple[Path, Path, bytes]:
+    """A filter (and its trust key) that knows one generated file."""
+    known = os.urandom(80_000)
+    (tmp_path / "known.bin").write_bytes(known)
+    key, public = generate_key_pair(tmp_path / "lab")
+    builder = FilterBuilder(name="lab")
+    for kind, digest in digest_path(tmp_path / "known.bin", ["sample", "blake3"]).items():
+        builder.add(DigestEntry(kind, digest, "known", "priority", from_content=True))
+    write_filter(tmp_path / "lab.ftf", builder.build_unsigned(), load_private_key(key))
+    return tmp_path / "lab.ftf", public, known
+
+
+def run_scan(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, object]]:
+    capsys.readouterr()
+    status = main(["scan", *args, "--json"])
+    return status, json.loads(capsys.readouterr().out)
+
+
+def test_image_with_a_known_file_and_a_luks_partition(
+    lab: tuple[Path, Path, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if missing_tools(["vfat", "luks"]):
+        pytest.skip("needs mtools, dosfstools and cryptsetup")
+    filter_path, public, known = lab
+    image = make_disk_image(
+        tmp_path / "evidence.img",
+        "gpt",
+        [PartitionSpec("vfat", {"DCIM/x.jpg": known}), PartitionSpec("luks")],
+    )
+    before = image_digest(image)
+    status, report = run_scan(
+        capsys, "--filter", str(filter_path), "--trust", str(public), "--image", str(image)
+    )
+    assert status == 1 and report["verdict"] == "priority_match"
+    partitions = report["partitions"]
+    assert isinstance(partitions, list)
+    assert [(p["fs_type"], p["mounted"]) for p in partitions] == [("vfat", True), ("crypto_LUKS", False)]
+    assert "encrypted volume (LUKS)" in partitions[1]["problem"]
+    scan = report["scan"]
+    assert isinstance(scan, dict)
+    assert [h["path"] for h in scan["hits"]] == ["p1/DCIM/X.JPG"] or [
+        h["path"].lower() for h in scan["hits"]
+    ] == ["p1/dcim/x.jpg"]
+    assert image_digest(image) == before
+
+
+def test_device_without_a_match_but_with_an_unreadable_part_is_incomplete(
+    lab: tuple[Path, Path, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    filter_path, public, _ = lab
+    image = make_disk_image(
+        tmp_path / "fieldtriage-test-dev.img",
+        "dos",
+        [PartitionSpec("ext4", {"a.txt": b"a" * 100}), PartitionSpec("raw")],
+    )
+    with evidence_loop(image) as evidence:
+        status, report = run_scan(
+            capsys, "--filter", str(filter_path), "--trust", str(public), "--device", evidence.path
+        )
+        assert evidence.sectors_written() == 0
+    assert status == 3 and report["verdict"] == "incomplete"
+    assert report["device_problems"] == [
+        "partition 2: no filesystem recognised (unformatted, unknown or damaged)"
+    ]
+    assert leftovers(Path("/nonexistent")) == []
+
+
+def test_usage_errors_are_one_line(lab: tuple[Path, Path, bytes], tmp_path: Path) -> None:
+    filter_path, public, _ = lab
+    cases = [
+        (["--image", str(tmp_path)], "not a regular file"),
+        (["--device", str(tmp_path / "lab.ftf")], "not a block device"),
+        (["--image", str(tmp_path / "none.img")], "no such device or image"),
+        (
+            ["--image", str(filter_path), str(tmp_path)],
+            "give folders to scan, or one --device, or one --image",
+        ),
+    ]
+    for extra, reason in cases:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "agent.cli",
+                "scan",
+                "--filter",
+                str(filter_path),
+                "--trust",
+                str(public),
+                *extra,
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 2, done.stderr
+        assert reason in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+@pytest.mark.udev
+def test_devices_lists_and_watches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = tmp_path / "fieldtriage-test-watch.img"
+    with image.open("wb") as f:
+        f.truncate(4 << 20)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "devices", "watch", "--json", "--match", "DEVNAME=/dev/loop*"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)
+        with evidence_loop(image) as evidence:
+            line = watcher.stdout.readline() if watcher.stdout else ""
+            event = json.loads(line)
+            assert event["event"] == "plugged" and event["devnode"] == evidence.path
+            capsys.readouterr()
+            assert main(["devices", "--json", "--match", f"DEVNAME={evidence.path}"]) == 0
+            (listed,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+            assert listed["devnode"] == evidence.path and listed["size"] == 4 << 20 and listed["taken"]
+    finally:
+        watcher.kill()
+        watcher.wait()
