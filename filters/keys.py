@@ -58,16 +58,17 @@ def generate_key_pair(prefix: str | os.PathLike[str]) -> tuple[Path, Path]:
     public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    _write_new(private_path, private_pem, 0o600)
+    write_new_key_file(private_path, private_pem, 0o600)
     try:
-        _write_new(public_path, public_pem, 0o644)
+        write_new_key_file(public_path, public_pem, 0o644)
     except KeyFileError:
         private_path.unlink()
         raise
     return private_path, public_path
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
+def write_new_key_file(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` with ``mode`` (never over an existing file), write and fsync it."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except OSError as err:

@@ -36,6 +36,7 @@ from filters.importers import Priority
 
 SALT_BYTES = 32
 KEY_BYTES = 8
+VECTOR_LOOKUP_MIN = 32  # below this many digests, per-key probes beat numpy's fixed cost (~80 us)
 
 
 def derive_key(salt: bytes, kind: str, digest: bytes) -> int:
@@ -138,6 +139,27 @@ class ContrabandFilter:
             return []
         key = derive_key(self.salt, kind, digest)
         return [s for s in candidates if s.fuse.contains(key)]
+
+    def lookup_many(self, kind: str, digests: Sequence[bytes]) -> list[tuple[FilterSet, list[int]]]:
+        """For each set of ``kind`` that (probably) holds some of ``digests``: the set and the
+        indices of those digests, in order. The same answers as ``lookup_digest`` per digest, with
+        one key derivation pass (``derive_keys``) and, for many digests, one vectorised probe per
+        set (``FuseFilter.contains_many``); used by the scanner to look up a batch of files."""
+        candidates = self._sets_by_kind.get(kind)
+        if not candidates or not digests:
+            return []
+        keys = derive_keys(self.salt, kind, digests)
+        scalar = keys.tolist() if len(digests) < VECTOR_LOOKUP_MIN else None
+        found: list[tuple[FilterSet, list[int]]] = []
+        for filter_set in candidates:
+            if scalar is not None:
+                contains = filter_set.fuse.contains
+                indices = [i for i, key in enumerate(scalar) if contains(key)]
+            else:
+                indices = np.flatnonzero(filter_set.fuse.contains_many(keys)).tolist()
+            if indices:
+                found.append((filter_set, indices))
+        return found
 
     def lookup(self, digests: Mapping[str, bytes]) -> list[SetMatch]:
         """Every set match of a file's digests (kinds no set needs are ignored)."""

@@ -29,7 +29,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from agent.journal.keys import load_x25519_public_key, raw_public
 from agent.journal.segment_format import key_id_of_raw
 from filters.errors import KeyFileError, StationError
-from filters.keys import MAX_KEY_FILE_BYTES, generate_key_pair, load_private_key, load_public_key
+from filters.keys import (
+    MAX_KEY_FILE_BYTES,
+    generate_key_pair,
+    load_private_key,
+    load_public_key,
+    write_new_key_file,
+)
 
 HOME_ENVIRONMENT = "FIELDTRIAGE_STATION_HOME"
 DEFAULT_HOME = Path("~/.fieldtriage-station")
@@ -60,14 +66,14 @@ class StationHome:
         except OSError as err:
             raise StationError(self.folder, f"cannot create: {err.strerror}") from err
         journal_key = X25519PrivateKey.generate()
-        _write_new(
+        write_new_key_file(
             self.journal_key_path,
             journal_key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             ),
             0o600,
         )
-        _write_new(
+        write_new_key_file(
             self.journal_public_path,
             journal_key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -112,16 +118,3 @@ class StationHome:
         if len(data) > MAX_KEY_FILE_BYTES:
             raise KeyFileError(path, "too large to be a key file")
         return data
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except OSError as err:
-        raise KeyFileError(path, f"cannot create: {err.strerror}") from err
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)

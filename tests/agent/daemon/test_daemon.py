@@ -36,12 +36,12 @@ from filters.importers import DigestEntry
 from filters.keys import generate_key_pair, load_private_key
 from station.home import StationHome
 
+from ..conftest import TEST_MATCH
 from ..devices.conftest import leftovers
 from ..devices.images import PartitionSpec, make_disk_image, missing_tools, pullable_device
 
 pytestmark = [pytest.mark.root, pytest.mark.udev]
 
-TEST_RULE = Path("/run/udev/rules.d/61-fieldtriage-test.rules")
 PINS = {"front": (17, 27, 22, 23), "back": (5, 6, 13, None)}
 
 
@@ -112,19 +112,6 @@ def build_filter(folder: Path, key: Path, files: dict[str, bytes], name: str = "
 
 
 @pytest.fixture
-def test_rule() -> Iterator[None]:
-    TEST_RULE.parent.mkdir(parents=True, exist_ok=True)
-    TEST_RULE.write_text(
-        'SUBSYSTEM=="block", KERNEL=="loop*", ATTR{loop/backing_file}=="*fieldtriage-test-*", '
-        'ENV{FIELDTRIAGE_TEST}="1"\n'
-    )
-    subprocess.run(["udevadm", "control", "--reload"], check=True)
-    yield
-    TEST_RULE.unlink()
-    subprocess.run(["udevadm", "control", "--reload"], check=True)
-
-
-@pytest.fixture
 def known() -> dict[str, bytes]:
     return known_files()
 
@@ -145,7 +132,7 @@ def start_kiosk(
     raw = {
         "paths": {name: str(root / name) for name in ("filters", "trust", "journal")}
         | {"runtime": str(root / "run")},
-        "devices": {"match": ["FIELDTRIAGE_TEST=1"], "settle_seconds": 0.1},
+        "devices": {"match": [TEST_MATCH], "settle_seconds": 0.1},
         "lights": {"backend": "mock"},
         "bays": [
             {"name": name, "red": PINS[name][0], "amber": PINS[name][1], "green": PINS[name][2]}
@@ -164,7 +151,7 @@ def start_kiosk(
             root / "journal", root / "keys" / "device.key", station.journal_public_path
         )
         setup = SyncSetup(station.signing_public_key(), journal, config.paths)
-    source = UdevDeviceSource(DeviceSelector([parse_rule("FIELDTRIAGE_TEST=1")], set()), settle_seconds=0.1)
+    source = UdevDeviceSource(DeviceSelector([parse_rule(TEST_MATCH)], set()), settle_seconds=0.1)
     daemon = Daemon(
         config,
         source=source,
@@ -181,7 +168,7 @@ def start_kiosk(
 
 
 @pytest.fixture
-def kiosk_factory(tmp_path: Path, test_rule: None) -> Iterator[Callable[..., Kiosk]]:
+def kiosk_factory(tmp_path: Path, udev_test_rule: None) -> Iterator[Callable[..., Kiosk]]:
     started: list[Kiosk] = []
     if missing_tools(["ext4"]):
         pytest.skip("needs mkfs.ext4")
@@ -316,7 +303,7 @@ def test_no_valid_filter_shows_fault_and_scans_nothing_then_a_new_filter_is_used
 
 
 @pytest.mark.slow
-def test_sigterm_stops_within_five_seconds_and_leaves_nothing(tmp_path: Path, test_rule: None) -> None:
+def test_sigterm_stops_within_five_seconds_and_leaves_nothing(tmp_path: Path, udev_test_rule: None) -> None:
     root = tmp_path / "kiosk"
     for folder in ("filters", "trust", "run", "journal", "keys"):
         (root / folder).mkdir(parents=True)

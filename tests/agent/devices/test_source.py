@@ -6,7 +6,6 @@ import errno
 import select
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,11 @@ from agent.devices.mounter import Mounter
 from agent.devices.selection import DeviceSelector, parse_rule
 from agent.devices.source import DeviceEvent, FakeDeviceSource, UdevDeviceSource, compare_states
 
+from ..conftest import TEST_MATCH
 from .conftest import ImageFactory, leftovers
 from .images import PartitionSpec
 
-TEST_RULE = Path("/run/udev/rules.d/61-fieldtriage-test.rules")
-TEST_SELECTOR = [parse_rule("FIELDTRIAGE_TEST=1")]
+TEST_SELECTOR = [parse_rule(TEST_MATCH)]
 
 
 def identity(devpath: str, diskseq: str = "1", size: int = 1000) -> DeviceIdentity:
@@ -54,19 +53,6 @@ def test_fake_source_is_pollable() -> None:
         fake.close()
 
 
-@pytest.fixture
-def test_udev_rule() -> Iterator[None]:
-    TEST_RULE.parent.mkdir(parents=True, exist_ok=True)
-    TEST_RULE.write_text(
-        'SUBSYSTEM=="block", KERNEL=="loop*", ATTR{loop/backing_file}=="*fieldtriage-test-*", '
-        'ENV{FIELDTRIAGE_TEST}="1"\n'
-    )
-    subprocess.run(["udevadm", "control", "--reload"], check=True)
-    yield
-    TEST_RULE.unlink()
-    subprocess.run(["udevadm", "control", "--reload"], check=True)
-
-
 def collect(source: UdevDeviceSource, seconds: float, until: int = 0) -> list[DeviceEvent]:
     events: list[DeviceEvent] = []
     deadline = time.monotonic() + seconds
@@ -94,7 +80,7 @@ def detach(loop: str) -> None:
 
 @pytest.mark.root
 @pytest.mark.udev
-def test_plug_unplug_and_devices_present_at_start(test_udev_rule: None, tmp_path: Path) -> None:
+def test_plug_unplug_and_devices_present_at_start(udev_test_rule: None, tmp_path: Path) -> None:
     first = tmp_path / "fieldtriage-test-a.img"
     second = tmp_path / "fieldtriage-test-b.img"
     for image in (first, second):
@@ -121,7 +107,7 @@ def test_plug_unplug_and_devices_present_at_start(test_udev_rule: None, tmp_path
 
 @pytest.mark.root
 @pytest.mark.udev
-def test_monitor_error_never_stops_hotplug(test_udev_rule: None, tmp_path: Path) -> None:
+def test_monitor_error_never_stops_hotplug(udev_test_rule: None, tmp_path: Path) -> None:
     image = tmp_path / "fieldtriage-test-c.img"
     with image.open("wb") as f:
         f.truncate(8 << 20)
@@ -147,7 +133,7 @@ def test_monitor_error_never_stops_hotplug(test_udev_rule: None, tmp_path: Path)
 @pytest.mark.udev
 @pytest.mark.slow
 def test_hundred_plug_cycles_leave_nothing_behind(
-    test_udev_rule: None, disk_image: ImageFactory, runtime: Path
+    udev_test_rule: None, disk_image: ImageFactory, runtime: Path
 ) -> None:
     image = disk_image("dos", [PartitionSpec("ext4", {"a.bin": b"a" * 4096})])
     mounter = Mounter(runtime)
