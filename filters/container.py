@@ -156,7 +156,7 @@ def read_filter_bytes(path: Path) -> bytes:
             size = os.fstat(f.fileno()).st_size
             if size > MAX_FILE_BYTES:
                 raise FilterRefused(path, f"oversized ({size} bytes, limit {MAX_FILE_BYTES})")
-            data = f.read(MAX_FILE_BYTES + 1)
+            data = f.read(size + 1)  # not MAX_FILE_BYTES: Python would reserve that much up front
     except IsADirectoryError as err:
         raise FilterRefused(path, "is a folder, not a filter file") from err
     except OSError as err:

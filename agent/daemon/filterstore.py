@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from filters.container import FILTER_SUFFIX, load_filter
-from filters.errors import FieldtriageError
+from filters.errors import FieldtriageError, FilterRefused
 from filters.keys import TrustStore
 from filters.model import ContrabandFilter
 
@@ -58,13 +58,19 @@ class FilterStore:
         self.problems: list[str] = []
         self._seen: Fingerprint | None = None
         self._loaded_day: dt.date | None = None
+        # loaded filters by (path, size, mtime): unchanged files are not loaded twice (memory)
+        self._cache: dict[tuple[str, int, int], ContrabandFilter] = {}
+        self._trust_seen: Fingerprint | None = None
 
     def refresh(self, force: bool = False) -> bool:
-        """Reload when the folders changed, on ``force``, or daily (expiry); True when reloaded."""
+        """Reload when the folders changed, a filter in use expired, daily, or on ``force``; True when
+        reloaded. Unchanged files are not loaded again (their loaded filter is kept)."""
         seen = _fingerprint(self.filter_folder, self.trust_folder)
-        today = self.clock().date()
-        if not force and seen == self._seen and today == self._loaded_day:
+        now = self.clock()
+        expired = any(f.metadata.validity_problem(now) for f in self.filters)
+        if not force and not expired and seen == self._seen and now.date() == self._loaded_day:
             return False
+        today = now.date()
         self._seen, self._loaded_day = seen, today
         self.filters, self.problems = self._load()
         for problem in self.problems:
@@ -87,11 +93,32 @@ class FilterStore:
             candidates = sorted(p for p in self.filter_folder.iterdir() if p.name.endswith(FILTER_SUFFIX))
         except OSError as err:
             return [], [*problems, f"{self.filter_folder}: cannot list: {err.strerror}"]
+        trust_seen = _fingerprint(self.trust_folder)
+        if trust_seen != self._trust_seen:
+            self._cache.clear()  # a key added or removed: every filter is checked again
+            self._trust_seen = trust_seen
+        now = self.clock()
+        cache: dict[tuple[str, int, int], ContrabandFilter] = {}
         for path in candidates:
             try:
-                loaded.append(load_filter(path, trust, now=self.clock()))
+                st = path.stat()
+                identity = (str(path), st.st_size, st.st_mtime_ns)
+                contraband = self._cache.get(identity)
+                if contraband is None:
+                    contraband = load_filter(path, trust, now=now)
+                else:
+                    problem = contraband.metadata.validity_problem(now)
+                    if problem:
+                        raise FilterRefused(path, problem)
+                cache[identity] = contraband
+                loaded.append(contraband)
             except FieldtriageError as err:
                 problems.append(str(err))
+            except OSError as err:
+                problems.append(f"{path}: cannot read: {err.strerror}")
+            except MemoryError:
+                problems.append(f"{path}: not enough memory to load it")
+        self._cache = cache
         ids = set()
         for contraband in list(loaded):
             if contraband.metadata.filter_id in ids:
