@@ -215,6 +215,8 @@ def test_known_item_lights_red_early_and_the_scan_goes_on(
     assert record["scan"]["counts"]["files_read"] == len(files), "the scan went on to the end"
     assert kiosk.bay().lights.shown == ["ready", "scanning", "scanning_priority_hit", "priority_match"]
     assert record["lights_shown"] == ["scanning", "scanning_priority_hit", "priority_match"]
+    # the whole history of the red pin: off at start, on at the first hit, never off again
+    assert [s.state for s in kiosk.factory.pin(PINS["front"][0]).states] == [False, True]
     kiosk.wait(lambda: kiosk.pins() == (True, False, False))
 
 
@@ -227,6 +229,7 @@ def test_clean_device_is_green_only_after_the_scan(
     kiosk.wait(lambda: kiosk.bay().verdict is not None)
     assert kiosk.bay().verdict == "no_match"
     assert kiosk.bay().lights.shown == ["ready", "scanning", "no_match"]
+    assert [s.state for s in kiosk.factory.pin(PINS["front"][0]).states] == [False], "red never lit"
     kiosk.wait(lambda: kiosk.pins() == (False, False, True))
     (record,) = [r for r in kiosk.journal.records if r["type"] == "scan"]
     finished = record["seconds"]
@@ -246,6 +249,7 @@ def test_encrypted_device_could_not_check(
     assert kiosk.bay().verdict == "incomplete"
     assert kiosk.bay().lights.shown == ["ready", "scanning", "could_not_check"]
     kiosk.wait(lambda: kiosk.pins() == (False, True, False))
+    assert [s.state for s in kiosk.factory.pin(PINS["front"][0]).states] == [False], "red never lit"
     (record,) = [r for r in kiosk.journal.records if r["type"] == "scan"]
     assert "encrypted volume (LUKS)" in " ".join(record["device_problems"])
 
