@@ -9,7 +9,8 @@ hold digests of generated files and random digests. Dropping caches needs root.
 
 Example::
 
-    python bench/bench_scan.py                      # about 1.3 GB, a few minutes
+    python bench/bench_scan.py                      # about 1.4 GB, a few minutes
+    python bench/bench_scan.py --layout apps        # the app-heavy phone tree used before 2026-05
     python bench/bench_scan.py --scale 0.3 --write-docs
 """
 
@@ -76,9 +77,9 @@ def warm(root: Path) -> None:
     tool_time("cat", root)
 
 
-def make_trees(work: Path, scale: float, small: int, among: int) -> dict[str, Path]:
+def make_trees(work: Path, scale: float, small: int, among: int, layout: str) -> dict[str, Path]:
     trees = {
-        "phone": work / f"phone-{scale}",
+        "phone": work / (f"phone-{scale}" if layout == "apps" else f"phone-{layout}-{scale}"),
         "small": work / f"small-{small}",
         "among": work / f"among-{among}",
     }
@@ -88,7 +89,7 @@ def make_trees(work: Path, scale: float, small: int, among: int) -> dict[str, Pa
         shutil.rmtree(root, ignore_errors=True)
         writer = gen_tree.Writer(root, 2026)
         if name == "phone":
-            gen_tree.phone(writer, scale)
+            gen_tree.phone(writer, scale, layout)
         elif name == "small":
             gen_tree.small(writer, small)
         else:
@@ -180,7 +181,8 @@ def best(times: list[float]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/ft-bench"))
-    parser.add_argument("--scale", type=float, default=1.0, help="phone tree size, 1.0 is about 1.3 GB")
+    parser.add_argument("--scale", type=float, default=1.0, help="phone tree size, 1.0 is about 1.3-1.4 GB")
+    parser.add_argument("--layout", choices=gen_tree.LAYOUTS, default="media", help="phone tree layout")
     parser.add_argument("--small", type=int, default=50_000)
     parser.add_argument("--among", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=None, help="default: the engine's choice")
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     about = machine()
     print(about)
-    trees = make_trees(args.work, args.scale, args.small, args.among)
+    trees = make_trees(args.work, args.scale, args.small, args.among, args.layout)
     filters, pub = make_filters(args.work, trees)
     phone_bytes = sum(p.stat().st_size for p in trees["phone"].rglob("*") if p.is_file())
     small_files = sum(1 for p in trees["small"].rglob("*") if p.is_file()) - 1
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         target = "\u2265 0.9x"
         ratio = theirs / ours
         rows.append(
-            (f"full, {kind} set, phone tree {phone_bytes / 1e9:.2f} GB, warm",
+            (f"full, {kind} set, phone tree ({args.layout}) {phone_bytes / 1e9:.2f} GB, warm",
              f"{phone_bytes / ours / 1e6:.0f} MB/s", f"{tool} {phone_bytes / theirs / 1e6:.0f} MB/s",
              f"{ratio:.2f}x", target)
         )  # fmt: skip
@@ -240,8 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     fraction = auto["read_bytes"] / phone_bytes
     label = "cold" if cold else "WARM (could not drop caches)"
     rows.append(
-        (f"auto, covered filter, phone tree, bytes read ({label})", f"{auto['read_bytes'] / 1e6:.1f} MB "
-         f"({fraction * 100:.2f}%)", f"tree {phone_bytes / 1e6:.0f} MB", f"{auto['verdict']}", "\u2264 2%")
+        (f"auto, covered filter, phone tree ({args.layout}), bytes read ({label})",
+         f"{auto['read_bytes'] / 1e6:.1f} MB ({fraction * 100:.2f}%)", f"tree {phone_bytes / 1e6:.0f} MB",
+         f"{auto['verdict']}", "\u2264 2%")
     )  # fmt: skip
     rows.append(
         (f"auto, covered filter, time to verdict ({label}; with interpreter start)",
@@ -283,7 +286,10 @@ def write_docs(about: str, table: str, auto: dict[str, float], args: argparse.Na
         if Path(__file__).with_name("scan_notes.md").exists()
         else ""
     )
-    command = f"python bench/bench_scan.py --scale {args.scale} --small {args.small} --among {args.among}"
+    command = (
+        f"python bench/bench_scan.py --scale {args.scale} --layout {args.layout} --small {args.small} "
+        f"--among {args.among}"
+    )
     section = (
         f"## Scanning\n\nMeasured with `{command}` (workers: {args.workers or 'engine default'}).\n\n"
         f"Machine: {about}.\n\n{table}\n\nBytes read in auto mode are the device reads of the scanning "

@@ -1,13 +1,25 @@
 """Generate a synthetic phone-like tree of random bytes (no real material, ever).
 
-Layout (``--scale 1`` is about 1 GB): ``DCIM/Camera`` photos of 1-6 MB, a few videos of 50-400 MB
-(capped by scale), ``WhatsApp/Media/WhatsApp Images`` pictures of 50-300 KB, thousands of small app
-files under ``Android/data``, a few downloads. ``--small N`` instead makes N small files (1-8 KB)
-in app-like folders; ``--camera-among N`` makes N small files plus one photo in ``DCIM/Camera``.
+Two phone layouts (``--layout``), each about 1.3-1.4 GB at ``--scale 1``:
+
+* ``media`` (default): 300 ``DCIM/Camera`` photos of 1-6 MB, one video of 50-250 MB, 400
+  ``WhatsApp Images`` of 50-300 KB, 1,500 app files of 0.2-32 KB under ``Android/data``, 30
+  downloads. Files under 48 KiB hold about 2% of the bytes and there are about two of them per
+  picture. That is our estimate of a real phone's shared storage (say 12,000 photos ~36 GB, 300
+  videos ~15 GB, 8,000 messenger pictures ~1.2 GB, ~60,000 app and cache files ~1 GB): photos and
+  videos hold almost all the bytes. An estimate, not a survey of seized phones.
+* ``apps`` (the layout before 2026-05): 60 photos, three videos of 50-400 MB, 200 WhatsApp
+  pictures, 5,000 app files (80 MB, 6% of the bytes: 83 app files per camera photo), 20 downloads.
+  Kept to compare with earlier measurements; it overstates small files, which cost the sample
+  digest their whole size (it reads files up to 48 KiB whole, by definition).
+
+``--small N`` instead makes N small files (1-8 KB) in app-like folders; ``--camera-among N`` makes N
+small files plus one photo in ``DCIM/Camera``.
 
 Example::
 
     python bench/gen_tree.py /tmp/ft-bench/phone --scale 0.5
+    python bench/gen_tree.py /tmp/ft-bench/phone-apps --layout apps
     python bench/gen_tree.py /tmp/ft-bench/small --small 50000
 """
 
@@ -42,7 +54,30 @@ class Writer:
         return path
 
 
-def phone(writer: Writer, scale: float) -> None:
+LAYOUTS = ("media", "apps")
+
+
+def phone(writer: Writer, scale: float, layout: str = "media") -> None:
+    if layout == "apps":
+        phone_apps(writer, scale)
+        return
+    rng = writer.rng
+    for i in range(max(1, int(300 * scale))):
+        writer.file(f"DCIM/Camera/IMG_2024{i:05d}.jpg", int(rng.integers(1_000_000, 6_000_000)))
+    for i in range(max(1, int(1 * scale))):
+        writer.file(f"DCIM/Camera/VID_2024{i:05d}.mp4", int(rng.integers(50_000_000, 250_000_001)))
+    for i in range(int(400 * scale)):
+        writer.file(f"Android/media/com.whatsapp/WhatsApp/Media/WhatsApp Images/IMG-{i:05d}-WA0001.jpg",
+                    int(rng.integers(50_000, 300_000)))  # fmt: skip
+    for i in range(int(1500 * scale)):
+        writer.file(
+            f"Android/data/com.app{i % 40}/files/cache{i % 7}/{i:06d}.dat", int(rng.integers(200, 32_000))
+        )
+    for i in range(int(30 * scale)):
+        writer.file(f"Download/document-{i}.pdf", int(rng.integers(100_000, 3_000_000)))
+
+
+def phone_apps(writer: Writer, scale: float) -> None:
     rng = writer.rng
     for i in range(max(1, int(60 * scale))):
         writer.file(f"DCIM/Camera/IMG_2024{i:05d}.jpg", int(rng.integers(1_000_000, 6_000_000)))
@@ -75,9 +110,10 @@ def camera_among(writer: Writer, count: int) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path)
-    parser.add_argument("--scale", type=float, default=1.0, help="1.0 is about 1 GB")
+    parser.add_argument("--scale", type=float, default=1.0, help="1.0 is about 1.3 GB")
     parser.add_argument("--small", type=int, default=None, metavar="N", help="N small files instead")
     parser.add_argument("--camera-among", type=int, default=None, metavar="N", help="one photo among N files")
+    parser.add_argument("--layout", choices=LAYOUTS, default="media", help="phone layout (see above)")
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args(argv)
     if args.root.exists() and any(args.root.iterdir()):
@@ -89,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.camera_among is not None:
         camera_among(writer, args.camera_among)
     else:
-        phone(writer, args.scale)
+        phone(writer, args.scale, args.layout)
     os.sync()
     print(f"{args.root}: {writer.files} files, {writer.bytes / 1e6:.1f} MB")
     return 0

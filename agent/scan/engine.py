@@ -1,11 +1,17 @@
 """The scan engine: ``Scanner(filters, ...).scan(roots, on_event) -> ScanReport``.
 
-One thread walks (``walker``) and hands out batches of files; ``workers`` threads open, read, hash
-and look each file up (hashlib and blake3 release the GIL on large buffers, so reading one file
-overlaps hashing another); a progress thread sends ``ScanProgress`` every 0.25 s. Each regular file
-is opened once; its first pass computes exactly ``ScanPlan.first_pass_kinds`` in one read; in
-``auto`` mode a sample hit is confirmed by reading the file whole for the whole-file kinds of the
-covering sets (the only case where bytes of a file are read twice: its 48 KiB of samples).
+One thread walks (``walker``) and hands out batches of one directory's files; ``workers`` threads
+open, read and hash each file of a batch in one tight loop (``dir_fd``-relative opens; hashlib and
+blake3 release the GIL on large buffers, so reading one file overlaps hashing another). With one
+worker the walking thread reads the batches itself: passing the GIL between two threads around every
+system call cost more than the reading of small files. A worker keeps the digests of up to 256 read
+files and looks them up together (``ContrabandFilter.lookup_many``: one vectorised probe per set),
+before it waits for more work, and at once after a file of 1 MiB or more. A progress thread sends
+``ScanProgress`` every 0.25 s. Each regular file is opened once; its first pass computes exactly
+``ScanPlan.first_pass_kinds`` in one read, then its size is checked again with ``fstat``; in ``auto``
+mode a sample hit is confirmed by reading the file whole for the whole-file kinds of the covering
+sets (the only case where bytes of a file are read twice: its 48 KiB of samples), so while that can
+happen the descriptors of files waiting for their lookup stay open (at most 64 over all workers).
 
 Example::
 
@@ -23,7 +29,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from agent.scan.device import default_workers
 from agent.scan.events import (
@@ -35,32 +40,21 @@ from agent.scan.events import (
     ScanStarted,
 )
 from agent.scan.evidence import evidence_of
-from agent.scan.plan import Mode, ScanPlan, lookup_consulted
+from agent.scan.plan import FilterPlan, Mode, ScanPlan
 from agent.scan.reader import DigestResult, NotRegularFile, ReadCancelled, open_regular, read_digests
-from agent.scan.report import Counts, FilterSummary, Hit, Problem, ScanReport, SetSummary, Timings, verdict_of
+from agent.scan.report import Counts, Hit, Problem, ScanReport, Timings, verdict_of
 from agent.scan.walker import Batch, TreeWalker, errno_code, os_reason
+from agent.scan.worker_state import PendingLookups, WorkerTally, check_unchanged, internal_error
 from filters.digests import FileChangedError
 from filters.errors import UsageError
-from filters.model import ContrabandFilter
+from filters.model import ContrabandFilter, SetMatch
 
 Opener = Callable[[int, bytes], tuple[int, int]]
 Reader = Callable[[int, int, Sequence[str], threading.Event | None], DigestResult]
 MAX_WORKERS = 64
-
-
-@dataclass
-class _WorkerTally:
-    """Written by one worker only; summed by the progress thread and at the end."""
-
-    files_done: int = 0
-    files_read: int = 0
-    files_confirmed: int = 0
-    files_empty: int = 0
-    files_not_scanned: int = 0
-    bytes_read: int = 0
-    hits: list[Hit] = field(default_factory=list)
-    errors: list[Problem] = field(default_factory=list)
-    skipped: list[Problem] = field(default_factory=list)
+FLUSH_FILES = 256  # files read before their digests are looked up together (one numpy pass)
+FLUSH_SIZE = 1 << 20  # a file this large is looked up at once (its read dwarfs the lookup)
+OPEN_FILES = 64  # at most this many descriptors kept open for confirmation, over all workers
 
 
 class Scanner:
@@ -113,16 +107,33 @@ class _Run:
         self.stopped_at_priority = False
         self.queue: queue.Queue[Batch | None] = queue.Queue(maxsize=2 * self.workers)
         self.walker = TreeWalker(self, self.plan.read_cost)
-        self.tallies = [_WorkerTally() for _ in range(self.workers)]
+        self.tallies = [WorkerTally() for _ in range(self.workers)]
         self.event_lock = threading.Lock()
         self.event_errors: list[str] = []
         self.started = time.monotonic()
         self.first_hit: float | None = None
         self.first_priority_hit: float | None = None
+        # Files are looked up in batches; while a sample hit may need its file read again, their
+        # descriptors stay open until then, so fewer of them wait (open files: workers x this).
+        self.keep_open = self.plan.may_read_again()
+        self.flush_files = max(1, OPEN_FILES // self.workers) if self.keep_open else FLUSH_FILES
+        # One worker: the walking thread reads the files itself, between listings. Handing batches
+        # to another thread costs more than reading small files: the two threads would pass the GIL
+        # back and forth around every system call.
+        self.inline = PendingLookups() if self.workers == 1 else None
 
     # WalkSink
     def submit(self, batch: Batch) -> None:
-        self.queue.put(batch)
+        if self.inline is None:
+            self.queue.put(batch)
+        else:
+            self.take(self.tallies[0], batch, self.inline)
+
+    def take(self, tally: WorkerTally, batch: Batch, pending: PendingLookups) -> None:
+        try:
+            self.scan_batch(tally, batch, pending)
+        finally:
+            self.walker.release(batch.directory)
 
     def stopped(self) -> bool:
         if self.scanner.cancel.is_set():
@@ -140,7 +151,8 @@ class _Run:
                 self.plan.first_pass_kinds,
             )
         )
-        threads = [threading.Thread(target=self.work, args=(t,), daemon=True) for t in self.tallies]
+        workers = [] if self.inline else self.tallies
+        threads = [threading.Thread(target=self.work, args=(t,), daemon=True) for t in workers]
         finished = threading.Event()
         ticker = threading.Thread(target=self.tick, args=(finished,), daemon=True)
         for thread in [*threads, ticker]:
@@ -153,6 +165,8 @@ class _Run:
             self.scanner.cancel.set()  # report what was done: verdict incomplete unless a match
             self.stop.set()
         finally:
+            if self.inline is not None:
+                self.flush(self.tallies[0], self.inline)
             for _ in threads:
                 self.queue.put(None)
             for thread in threads:
@@ -198,71 +212,129 @@ class _Run:
             files_per_s=files_done / elapsed,
         )
 
-    def work(self, tally: _WorkerTally) -> None:
-        while True:
-            batch = self.queue.get()
-            if batch is None:
-                return
-            try:
-                for task in batch.files:
-                    if self.stopped():
-                        tally.files_not_scanned += 1
-                        continue
-                    path = batch.directory.prefix + task.name
-                    try:
-                        self.scan_file(tally, batch.directory.fd, path)
-                    except Exception as err:  # a bug must not hang the scan or pass for "no match"
-                        tally.errors.append(
-                            Problem(path, f"internal error: {type(err).__name__}: {err}", "internal")
-                        )
-                        tally.files_done += 1
-            finally:
-                self.walker.release(batch.directory)
-
-    def scan_file(self, tally: _WorkerTally, dir_fd: int, path: bytes) -> None:
-        name = path[path.rfind(b"/") + 1 :]
+    def work(self, tally: WorkerTally) -> None:
+        pending = PendingLookups()
+        get, empty = self.queue.get, self.queue.empty
         try:
-            fd, size = self.scanner.opener(dir_fd, name)
-        except NotRegularFile as err:
-            tally.skipped.append(Problem(path, str(err.strerror), "changed_type"))
-            tally.files_done += 1
-            return
-        except OSError as err:
-            code = "symlink" if err.errno == errno.ELOOP else errno_code(err)  # ELOOP: became a symlink
-            target = tally.skipped if code == "symlink" else tally.errors
-            target.append(Problem(path, os_reason("cannot open", err), code))
-            tally.files_done += 1
-            return
-        try:
-            if size == 0:
-                tally.files_empty += 1
-            else:
-                self.read_and_look_up(tally, fd, size, path)
-        except ReadCancelled:
-            tally.files_not_scanned += 1
-            return
-        except FileChangedError as err:
-            tally.errors.append(Problem(path, str(err.strerror), "changed"))
-        except OSError as err:
-            tally.errors.append(Problem(path, os_reason("read failed", err), errno_code(err)))
+            while True:
+                if pending.paths and empty():
+                    self.flush(tally, pending)  # look up what was read before waiting for more
+                batch = get()
+                if batch is None:
+                    return
+                self.take(tally, batch, pending)
         finally:
-            os.close(fd)
-        tally.files_done += 1
+            self.flush(tally, pending)
 
-    def read_and_look_up(self, tally: _WorkerTally, fd: int, size: int, path: bytes) -> None:
-        result = self.scanner.reader(fd, size, self.plan.first_pass_kinds, self.stop)
-        digests = dict(result.digests)
-        tally.bytes_read += result.bytes_read
-        first = [(p, m) for p in self.plan.filters for m in lookup_consulted(p, digests)]
-        if not first:
-            _check_unchanged(fd, size)
-            tally.files_read += 1
+    def scan_batch(self, tally: WorkerTally, batch: Batch, pending: PendingLookups) -> None:
+        """The first pass over a batch of one directory's files, in one loop: open, read, hash,
+        check the size again; each file's digests then wait in ``pending`` for a batch lookup."""
+        dir_fd, prefix = batch.directory.fd, batch.directory.prefix
+        opener, reader = self.scanner.opener, self.scanner.reader
+        kinds = self.plan.first_pass_kinds
+        stop, cancel = self.stop, self.scanner.cancel
+        keep_open, flush_files = self.keep_open, self.flush_files
+        for name, _listed_size in batch.files:
+            if stop.is_set() or cancel.is_set():
+                stop.set()
+                tally.files_not_scanned += 1
+                continue
+            try:
+                fd, size = opener(dir_fd, name)
+            except NotRegularFile as err:
+                tally.skipped.append(Problem(prefix + name, str(err.strerror), "changed_type"))
+                tally.files_done += 1
+                continue
+            except OSError as err:
+                code = "symlink" if err.errno == errno.ELOOP else errno_code(err)  # became a symlink
+                target = tally.skipped if code == "symlink" else tally.errors
+                target.append(Problem(prefix + name, os_reason("cannot open", err), code))
+                tally.files_done += 1
+                continue
+            except Exception as err:  # a bug must not hang the scan or pass for "no match"
+                tally.errors.append(internal_error(prefix + name, err))
+                tally.files_done += 1
+                continue
+            try:
+                if size == 0:
+                    tally.files_empty += 1
+                    tally.files_done += 1
+                    continue
+                result = reader(fd, size, kinds, stop)
+                tally.bytes_read += result.bytes_read
+                if os.fstat(fd).st_size != size:
+                    raise FileChangedError(errno.EIO, f"file changed size while read (was {size} bytes)")
+            except ReadCancelled:
+                tally.files_not_scanned += 1
+                continue  # (closed below)
+            except FileChangedError as err:
+                tally.errors.append(Problem(prefix + name, str(err.strerror), "changed"))
+            except OSError as err:
+                tally.errors.append(Problem(prefix + name, os_reason("read failed", err), errno_code(err)))
+            except Exception as err:
+                tally.errors.append(internal_error(prefix + name, err))
+            else:
+                pending.paths.append(prefix + name)
+                pending.sizes.append(size)
+                pending.digests.append(result.digests)
+                if keep_open:
+                    pending.fds.append(fd)  # a sample hit may need the file read whole
+                    fd = -1
+                if len(pending.paths) >= flush_files or size >= FLUSH_SIZE:
+                    self.flush(tally, pending)
+                continue
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+            tally.files_done += 1  # an error above
+
+    def flush(self, tally: WorkerTally, pending: PendingLookups) -> None:
+        """Look the pending files up (one ``lookup_many`` per filter and kind), confirm and record
+        their hits, and close the descriptors kept open for confirmation."""
+        paths, sizes, digests, fds = pending.take()
+        if not paths:
             return
+        try:
+            try:
+                found = self.plan.first_pass_matches(digests)
+            except Exception as err:  # a bug must not pass for "no match"
+                tally.errors += [internal_error(path, err) for path in paths]
+                tally.files_done += len(paths)
+                return
+            tally.files_read += len(paths) - len(found)
+            tally.files_done += len(paths) - len(found)
+            for i, first in sorted(found.items()):
+                fd = fds[i] if fds else -1
+                try:
+                    self.record_hit(tally, fd, sizes[i], paths[i], digests[i], first)
+                except FileChangedError as err:
+                    tally.errors.append(Problem(paths[i], str(err.strerror), "changed"))
+                except OSError as err:
+                    tally.errors.append(Problem(paths[i], os_reason("read failed", err), errno_code(err)))
+                except Exception as err:
+                    tally.errors.append(internal_error(paths[i], err))
+                tally.files_done += 1
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def record_hit(
+        self,
+        tally: WorkerTally,
+        fd: int,
+        size: int,
+        path: bytes,
+        digests: dict[str, bytes],
+        first: list[tuple[FilterPlan, SetMatch]],
+    ) -> None:
+        """Confirm sample matches by reading the file whole (its descriptor is still open), then
+        record the hit; raises like a read when the confirmation read fails."""
+        digests = dict(digests)
         missing = sorted(
             {k for p, m in first if m.kind == "sample" for k in p.confirm_kinds(m.filter_set.index)}
             - set(digests)
         )
-        if missing:
+        if missing and fd >= 0:
             os.lseek(fd, 0, os.SEEK_SET)
             try:
                 confirm = self.scanner.reader(fd, size, tuple(missing), self.stop)
@@ -272,7 +344,7 @@ class _Run:
                 digests.update(confirm.digests)
                 tally.bytes_read += confirm.bytes_read
                 tally.files_confirmed += 1
-        _check_unchanged(fd, size)
+                check_unchanged(fd, size)
         tally.files_read += 1
         hit = Hit(path, size, evidence_of(self.plan, first, digests), digests)
         tally.hits.append(hit)
@@ -328,41 +400,10 @@ class _Run:
             mode=self.plan.mode,
             roots=self.roots,
             first_pass_kinds=self.plan.first_pass_kinds,
-            filters=tuple(_summarise(p.contraband, self.plan) for p in self.plan.filters),
+            filters=tuple(p.summary() for p in self.plan.filters),
             counts=counts,
             hits=hits,
             errors=errors,
             skipped=skipped,
             timings=timings,
         )
-
-
-def _check_unchanged(fd: int, size: int) -> None:
-    if os.fstat(fd).st_size != size:
-        raise FileChangedError(5, f"file changed size while read (was {size} bytes)")
-
-
-def _summarise(contraband: ContrabandFilter, plan: ScanPlan) -> FilterSummary:
-    filter_plan = next(p for p in plan.filters if p.contraband is contraband)
-    sets = tuple(
-        SetSummary(
-            s.index,
-            s.kind,
-            s.category,
-            s.priority,
-            s.count,
-            s.item_group,
-            filter_plan.roles[s.index],
-            filter_plan.skipped_reason(s.index),
-        )
-        for s in contraband.sets
-    )
-    meta = contraband.metadata
-    return FilterSummary(
-        meta.filter_id,
-        meta.name,
-        contraband.source,
-        contraband.signer_key_id,
-        contraband.fully_covered_by_samples(),
-        sets,
-    )

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from agent.scan.report import FilterSummary, SetSummary
 from filters.digests import SAMPLE_KIND, SAMPLE_WHOLE_LIMIT, normalise_kinds
 from filters.errors import UsageError
 from filters.model import ContrabandFilter, SetMatch
@@ -58,6 +59,26 @@ class FilterPlan:
         kinds = {self.contraband.sets[w].kind for w in self.covering_sets(sample_set)}
         return normalise_kinds(kinds)
 
+    def summary(self) -> FilterSummary:
+        """The report's description of this filter and the role of each of its sets."""
+        contraband = self.contraband
+        sets = tuple(
+            SetSummary(
+                s.index, s.kind, s.category, s.priority, s.count, s.item_group,
+                self.roles[s.index], self.skipped_reason(s.index),
+            )
+            for s in contraband.sets
+        )  # fmt: skip
+        meta = contraband.metadata
+        return FilterSummary(
+            meta.filter_id,
+            meta.name,
+            contraband.source,
+            contraband.signer_key_id,
+            contraband.fully_covered_by_samples(),
+            sets,
+        )
+
     def skipped_reason(self, index: int) -> str | None:
         role = self.roles[index]
         if role == "skipped":
@@ -86,6 +107,31 @@ class ScanPlan:
         kinds = normalise_kinds(k for p in plans for k in p.first_pass_kinds)
         return cls(mode, plans, kinds, any(k != SAMPLE_KIND for k in kinds))
 
+    def may_read_again(self) -> bool:
+        """True when a sample hit can need a whole-file digest the first pass does not compute."""
+        return any(
+            set(p.confirm_kinds(s.index)) - set(self.first_pass_kinds)
+            for p in self.filters
+            for s in p.contraband.sets
+            if s.kind == SAMPLE_KIND and p.roles[s.index] == "consulted"
+        )
+
+    def first_pass_matches(
+        self, digests: Sequence[Mapping[str, bytes]]
+    ) -> dict[int, list[tuple[FilterPlan, SetMatch]]]:
+        """First-pass matches of many files in the consulted sets, by index into ``digests``."""
+        found: dict[int, list[tuple[FilterPlan, SetMatch]]] = {}
+        for plan in self.filters:
+            for kind in plan.first_pass_kinds:
+                files = [i for i, d in enumerate(digests) if kind in d]
+                column = [digests[i][kind] for i in files]
+                for filter_set, indices in plan.contraband.lookup_many(kind, column):
+                    if plan.roles[filter_set.index] != "consulted":
+                        continue
+                    for j in indices:
+                        found.setdefault(files[j], []).append((plan, SetMatch(filter_set, kind, column[j])))
+        return found
+
     def read_cost(self, size: int) -> int:
         """Bytes the first pass reads of a file of ``size`` bytes (for batching and progress)."""
         return size if self.whole_file_first or size < SAMPLE_READ_LIMIT else SAMPLE_READ_LIMIT
@@ -106,9 +152,3 @@ def _plan_filter(contraband: ContrabandFilter, mode: Mode) -> FilterPlan:
             roles[s.index] = "consulted"
     kinds = normalise_kinds(s.kind for s in contraband.sets if roles[s.index] == "consulted")
     return FilterPlan(contraband, roles, kinds, cover)
-
-
-def lookup_consulted(plan: FilterPlan, digests: Mapping[str, bytes]) -> list[SetMatch]:
-    """The matches of ``digests`` in the sets this plan consults in the first pass."""
-    wanted = {k: digests[k] for k in plan.first_pass_kinds if k in digests}
-    return plan.consulted(plan.contraband.lookup(wanted)) if wanted else []

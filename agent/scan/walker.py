@@ -24,7 +24,7 @@ import stat
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from agent.scan.order import NORMAL, directory_class, directory_rank, file_rank, is_media_name
 from agent.scan.report import Problem
@@ -51,8 +51,7 @@ class OpenDirectory:
     refs: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class FileTask:
+class FileTask(NamedTuple):
     name: bytes
     size: int
 

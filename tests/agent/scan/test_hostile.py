@@ -176,11 +176,27 @@ def test_nesting_1000_deep_beyond_path_max(tmp_path: Path, known: tuple[Path, Co
     os.write(out, path.read_bytes())
     os.close(out)
     os.close(fd)
-    report = Scanner([f], workers=2).scan([root])
-    assert report.verdict == "priority_match" and report.counts.directories == 1001
-    (hit,) = report.hits
-    assert hit.path == os.fsencode(root) + (b"/" + name) * 1000 + b"/deep.jpg"
-    assert len(hit.path) > 4096
+    try:
+        report = Scanner([f], workers=2).scan([root])
+        assert report.verdict == "priority_match" and report.counts.directories == 1001
+        (hit,) = report.hits
+        assert hit.path == os.fsencode(root) + (b"/" + name) * 1000 + b"/deep.jpg"
+        assert len(hit.path) > 4096
+    finally:
+        remove_chain(root, name, 1000)
+
+
+def remove_chain(root: Path, name: bytes, depth: int) -> None:
+    """Remove the deep chain without recursion: shutil.rmtree (and pytest's cleanup of old temp
+    folders) overflows Python's stack on it."""
+    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY)]
+    for _ in range(depth):
+        fds.append(os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fds[-1]))
+    os.unlink(b"deep.jpg", dir_fd=fds[-1])
+    os.close(fds.pop())
+    while fds:
+        os.rmdir(name, dir_fd=fds[-1])
+        os.close(fds.pop())
 
 
 @pytest.mark.root
