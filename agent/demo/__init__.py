@@ -12,6 +12,7 @@ import argparse
 import os
 import random
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from agent.demo.pictures import generated_picture
 from filters.builder import FilterBuilder
 from filters.container import load_filter, write_filter
 from filters.digests import digest_path
+from filters.errors import UsageError
 from filters.importers import ImportOptions, ImportReport
 from filters.importers.detect import read_input
 from filters.keys import TrustStore, generate_key_pair, load_private_key
@@ -50,11 +52,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def clear_previous_run(base: Path) -> None:
+    """Remove an earlier demo's folder, first unmounting anything a crashed run left mounted in it."""
+    inside = str(base.resolve()) + "/"
+    try:
+        mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    except OSError:
+        mounts = []
+    for mountpoint in sorted((m for m in mounts if m.startswith(inside)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mountpoint], capture_output=True, check=False)
+    try:
+        shutil.rmtree(base)
+    except OSError as err:
+        raise UsageError(base, f"cannot remove the previous demo: {err.strerror}") from err
+
+
 def filter_demo(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     base: Path = args.folder
     if base.exists():
-        shutil.rmtree(base)
+        clear_previous_run(base)
     known, device, keys = base / "known-material", base / "device", base / "keys"
     for folder in (known, device / "DCIM" / "Camera", device / "Documents", keys):
         folder.mkdir(parents=True)
