@@ -28,7 +28,7 @@ LIGHT_BACKENDS = ("gpio", "mock", "terminal", "none")
 class PathsConfig:
     runtime: Path = Path("/run/fieldtriage")
     filters: Path = Path("/var/lib/fieldtriage/filters")
-    trust: Path = Path("/etc/fieldtriage/trust")
+    trust: Path = Path("/var/lib/fieldtriage/trust")
     journal: Path = Path("/var/lib/fieldtriage/journal")
     device_key: Path = Path("/var/lib/fieldtriage/device.key")
     station_key: Path | None = None

@@ -6,7 +6,7 @@ modification times of the folder's files and of the trust folder are compared).
 
 Example::
 
-    store = FilterStore(Path("/var/lib/fieldtriage/filters"), Path("/etc/fieldtriage/trust"))
+    store = FilterStore(Path("/var/lib/fieldtriage/filters"), Path("/var/lib/fieldtriage/trust"))
     store.refresh()
     store.filters, store.problems
 """

@@ -4,7 +4,7 @@ scan, 3 no match but incomplete.
 ``register(subparsers)`` adds the subcommand to the ``fieldtriage`` parser (``agent/cli.py``).
 Example::
 
-    fieldtriage scan --filter kiosk.ftf --trust /etc/fieldtriage/trust /mnt/evidence
+    fieldtriage scan --filter kiosk.ftf --trust /var/lib/fieldtriage/trust /mnt/evidence
     fieldtriage scan --filter a.ftf --filter b.ftf --trust keys/ --mode full --json /mnt/evidence
 """
 
