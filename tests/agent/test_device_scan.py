@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from filters.digests import digest_path
 from filters.importers import DigestEntry
 from filters.keys import generate_key_pair, load_private_key
 
+from .conftest import TEST_MATCH
 from .devices.conftest import leftovers
 from .devices.images import evidence_loop, image_digest
 
@@ -127,12 +129,14 @@ def test_usage_errors_are_one_line(lab: tuple[Path, Path, bytes], tmp_path: Path
 
 
 @pytest.mark.udev
-def test_devices_lists_and_watches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_devices_lists_and_watches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], udev_test_rule: None
+) -> None:
     image = tmp_path / "fieldtriage-test-watch.img"
     with image.open("wb") as f:
         f.truncate(4 << 20)
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "devices", "watch", "--json", "--match", "DEVNAME=/dev/loop*"],
+        [sys.executable, "-m", "agent.cli", "devices", "watch", "--json", "--match", TEST_MATCH],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
@@ -140,9 +144,17 @@ def test_devices_lists_and_watches(tmp_path: Path, capsys: pytest.CaptureFixture
     try:
         time.sleep(1.0)
         with evidence_loop(image) as evidence:
-            line = watcher.stdout.readline() if watcher.stdout else ""
-            event = json.loads(line)
-            assert event["event"] == "plugged" and event["devnode"] == evidence.path
+            events = []
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and watcher.stdout is not None:
+                if not select.select([watcher.stdout], [], [], 1.0)[0]:
+                    continue
+                events.append(json.loads(watcher.stdout.readline()))
+                if events[-1]["devnode"] == evidence.path:
+                    break
+            assert events, "no event within 10 s"
+            assert events[-1]["event"] == "plugged" and events[-1]["devnode"] == evidence.path
+            assert events[-1]["backing_file"] == str(image)
             capsys.readouterr()
             assert main(["devices", "--json", "--match", f"DEVNAME={evidence.path}"]) == 0
             (listed,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
