@@ -12,8 +12,10 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -120,10 +122,14 @@ def digest_fd(fd: int, size: int, kinds: Iterable[str]) -> dict[str, bytes]:
 
 
 def digest_path(path: str | os.PathLike[str], kinds: Iterable[str]) -> dict[str, bytes]:
-    """``digest_fd`` on a path (follows no symlink at the last component)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    """``digest_fd`` on a regular file (no symlink at the last component; a FIFO or device is
+    refused with OSError before it can block or be read)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        return digest_fd(fd, os.fstat(fd).st_size, kinds)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return digest_fd(fd, info.st_size, kinds)
     finally:
         os.close(fd)
 

@@ -117,3 +117,12 @@ def test_size_change_is_detected(tmp_path: Path) -> None:
 def test_unknown_kind_is_named() -> None:
     with pytest.raises(ValueError, match="'crc32'"):
         normalise_kinds(["md5", "crc32"])
+
+
+def test_fifo_and_folder_are_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        digest_path(fifo, ["md5"])
+    with pytest.raises(OSError, match="not a regular file"):
+        digest_path(tmp_path, ["md5"])
