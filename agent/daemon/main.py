@@ -33,6 +33,7 @@ from agent.daemon.sync import SyncSetup
 from agent.devices.identity import DeviceIdentity
 from agent.devices.mounter import Mounter
 from agent.devices.source import DeviceEvent, DeviceSource
+from agent.journal.records import filters_record
 from agent.lights.bay import BayLights, LightsBackend, LightsTicker
 from agent.lights.signals import Signal
 
@@ -107,6 +108,7 @@ class Daemon:
             self._install_signal_handlers()
         self.config.paths.runtime.mkdir(parents=True, exist_ok=True)
         self.filters.refresh(force=True)
+        self._journal_filters()
         self._show_idle()
         self.state = "running"
         self._write_status()
@@ -127,6 +129,7 @@ class Daemon:
                 if self._reload.is_set() or now - last_refresh >= REFRESH_SECONDS:
                     if self.filters.refresh(force=self._reload.is_set()):
                         self._dirty = True
+                        self._journal_filters()
                     self._reload.clear()
                     last_refresh = now
                 self._reap_and_idle(now)
@@ -219,6 +222,11 @@ class Daemon:
 
     def _show_idle(self) -> None:
         self._reap_and_idle(time.monotonic())
+
+    def _journal_filters(self) -> None:
+        """Tell the station which filters this kiosk carries (at start and after every change)."""
+        record = filters_record([{**f, "filter_id": f["id"]} for f in self.filters.describe()])
+        self._journal(record | {"problems": list(self.filters.problems)})
 
     def _journal(self, record: dict[str, Any]) -> None:
         try:

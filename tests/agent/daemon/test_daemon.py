@@ -294,6 +294,8 @@ def test_no_valid_filter_shows_fault_and_scans_nothing_then_a_new_filter_is_used
 ) -> None:
     kiosk = kiosk_factory(with_filter=None)
     kiosk.wait(lambda: kiosk.bay().lights.signal.value == "fault")
+    first = kiosk.journal.records[0]
+    assert first["type"] == "filters" and first["filters"] == [] and first["problems"]
     loop = kiosk.plug(image(tmp_path, {"a.jpg": known["known_0.jpg"]}, "nofilter"))
     kiosk.wait(lambda: any(r["type"] == "not_scanned" for r in kiosk.journal.records))
     assert kiosk.bay().verdict is None and kiosk.bay().lights.signal.value == "fault"
@@ -302,6 +304,8 @@ def test_no_valid_filter_shows_fault_and_scans_nothing_then_a_new_filter_is_used
     key = kiosk.root / "keys" / "provider.key"
     build_filter(kiosk.root / "filters", key, known, name="added later")
     kiosk.wait(lambda: kiosk.bay().lights.signal.value == "ready")
+    carried = [r for r in kiosk.journal.records if r["type"] == "filters"][-1]
+    assert [f["name"] for f in carried["filters"]] == ["added later"], "the station learns the new filter"
     kiosk.plug(image(tmp_path, {"a.jpg": known["known_0.jpg"]}, "withfilter"))
     kiosk.wait(lambda: kiosk.bay().verdict == "priority_match")
 
