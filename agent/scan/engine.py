@@ -26,6 +26,7 @@ import datetime as dt
 import errno
 import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -41,9 +42,27 @@ from agent.scan.events import (
 )
 from agent.scan.evidence import evidence_of
 from agent.scan.plan import FilterPlan, Mode, ScanPlan
-from agent.scan.reader import DigestResult, NotRegularFile, ReadCancelled, open_regular, read_digests
+from agent.scan.reader import (
+    NOATIME,
+    OPEN_FLAGS,
+    SMALL_FILE,
+    DigestResult,
+    NotRegularFile,
+    ReadCancelled,
+    buffer_digester,
+    open_regular,
+    read_digests,
+    read_rest,
+)
 from agent.scan.report import Counts, Hit, Problem, ScanReport, Timings, verdict_of
-from agent.scan.walker import Batch, TreeWalker, errno_code, os_reason
+from agent.scan.walker import (
+    BATCH_FILES,
+    SHARED_BATCH_FILES,
+    Batch,
+    TreeWalker,
+    errno_code,
+    os_reason,
+)
 from agent.scan.worker_state import PendingLookups, WorkerTally, check_unchanged, internal_error
 from filters.digests import FileChangedError
 from filters.errors import UsageError
@@ -106,7 +125,7 @@ class _Run:
         self.stop = threading.Event()  # cancel, or first priority hit with stop_at_first_priority
         self.stopped_at_priority = False
         self.queue: queue.Queue[Batch | None] = queue.Queue(maxsize=2 * self.workers)
-        self.walker = TreeWalker(self, self.plan.read_cost)
+        self.walker = TreeWalker(self, BATCH_FILES if self.workers == 1 else SHARED_BATCH_FILES)
         self.tallies = [WorkerTally() for _ in range(self.workers)]
         self.event_lock = threading.Lock()
         self.event_errors: list[str] = []
@@ -121,6 +140,8 @@ class _Run:
         # to another thread costs more than reading small files: the two threads would pass the GIL
         # back and forth around every system call.
         self.inline = PendingLookups() if self.workers == 1 else None
+        # The digests of a small file's bytes (used when the first pass reads files whole).
+        self.digest_buffer = buffer_digester(self.plan.first_pass_kinds)
 
     # WalkSink
     def submit(self, batch: Batch) -> None:
@@ -194,16 +215,22 @@ class _Run:
     def progress(self) -> ScanProgress:
         walk = self.walker.tally
         elapsed = max(time.monotonic() - self.started, 1e-9)
+        walk_done = walk.done  # read first: files_seen is final when it is True
+        files_found = walk.files_seen
         files_done = sum(t.files_done for t in self.tallies)
         bytes_read = sum(t.bytes_read for t in self.tallies)
         hits = [h for t in self.tallies for h in list(t.hits)]
+        # Sizes are known once files are opened: what is left to read is estimated from the bytes
+        # read per file so far (exact when every file is done).
+        left = max(0, files_found - files_done)
+        bytes_to_read = bytes_read + (left * bytes_read // files_done if files_done else 0)
         return ScanProgress(
             elapsed_s=elapsed,
-            files_found=walk.files_seen,
-            bytes_found=walk.bytes_seen,
-            bytes_to_read=walk.bytes_to_read,
-            walk_done=walk.done,
-            files_done=files_done + walk.files_empty,
+            files_found=files_found,
+            bytes_found=sum(t.bytes_seen for t in self.tallies),
+            bytes_to_read=bytes_to_read,
+            walk_done=walk_done,
+            files_done=files_done,
             bytes_read=bytes_read,
             hits=len(hits),
             priority_hits=sum(h.priority for h in hits),
@@ -228,19 +255,47 @@ class _Run:
 
     def scan_batch(self, tally: WorkerTally, batch: Batch, pending: PendingLookups) -> None:
         """The first pass over a batch of one directory's files, in one loop: open, read, hash,
-        check the size again; each file's digests then wait in ``pending`` for a batch lookup."""
+        check the size again; each file's digests then wait in ``pending`` for a batch lookup.
+
+        With the default opener and reader their work is done here inline (the same system calls
+        and checks as ``open_regular`` and ``read_digests``, without two calls per file)."""
         dir_fd, prefix = batch.directory.fd, batch.directory.prefix
         opener, reader = self.scanner.opener, self.scanner.reader
+        digest_buffer = self.digest_buffer
+        inline_open = opener is open_regular
+        inline_read = reader is read_digests and self.plan.whole_file_first
         kinds = self.plan.first_pass_kinds
         stop, cancel = self.stop, self.scanner.cancel
         keep_open, flush_files = self.keep_open, self.flush_files
-        for name, _listed_size in batch.files:
+        paths, sizes, digests, fds = pending.paths, pending.sizes, pending.digests, pending.fds
+        os_open, fstat, read, close, S_ISREG = os.open, os.fstat, os.read, os.close, stat.S_ISREG
+        open_flags = OPEN_FLAGS | NOATIME
+        for name in batch.files:
             if stop.is_set() or cancel.is_set():
                 stop.set()
                 tally.files_not_scanned += 1
                 continue
             try:
-                fd, size = opener(dir_fd, name)
+                if inline_open:
+                    try:
+                        fd = os_open(name, open_flags, dir_fd=dir_fd)
+                    except PermissionError as err:  # O_NOATIME on another owner's file: retried
+                        if not NOATIME or err.errno != errno.EPERM:
+                            raise
+                        fd = os_open(name, OPEN_FLAGS, dir_fd=dir_fd)
+                    try:
+                        info = fstat(fd)
+                        if not S_ISREG(info.st_mode):
+                            mode = info.st_mode
+                            raise NotRegularFile(
+                                errno.EINVAL, f"not a regular file when opened (mode {mode:o})"
+                            )
+                    except BaseException:
+                        close(fd)
+                        raise
+                    size = info.st_size
+                else:
+                    fd, size = opener(dir_fd, name)
             except NotRegularFile as err:
                 tally.skipped.append(Problem(prefix + name, str(err.strerror), "changed_type"))
                 tally.files_done += 1
@@ -255,14 +310,23 @@ class _Run:
                 tally.errors.append(internal_error(prefix + name, err))
                 tally.files_done += 1
                 continue
+            tally.bytes_seen += size
             try:
                 if size == 0:
                     tally.files_empty += 1
                     tally.files_done += 1
                     continue
-                result = reader(fd, size, kinds, stop)
-                tally.bytes_read += result.bytes_read
-                if os.fstat(fd).st_size != size:
+                if inline_read and size <= SMALL_FILE:
+                    data = read(fd, size + 1)
+                    if len(data) != size:
+                        data = read_rest(fd, size, data)
+                    found = digest_buffer(data)
+                    tally.bytes_read += size
+                else:
+                    result = reader(fd, size, kinds, stop)
+                    found = result.digests
+                    tally.bytes_read += result.bytes_read
+                if fstat(fd).st_size != size:
                     raise FileChangedError(errno.EIO, f"file changed size while read (was {size} bytes)")
             except ReadCancelled:
                 tally.files_not_scanned += 1
@@ -274,18 +338,19 @@ class _Run:
             except Exception as err:
                 tally.errors.append(internal_error(prefix + name, err))
             else:
-                pending.paths.append(prefix + name)
-                pending.sizes.append(size)
-                pending.digests.append(result.digests)
+                paths.append(prefix + name)
+                sizes.append(size)
+                digests.append(found)
                 if keep_open:
-                    pending.fds.append(fd)  # a sample hit may need the file read whole
+                    fds.append(fd)  # a sample hit may need the file read whole
                     fd = -1
-                if len(pending.paths) >= flush_files or size >= FLUSH_SIZE:
+                if len(paths) >= flush_files or size >= FLUSH_SIZE:
                     self.flush(tally, pending)
+                    paths, sizes, digests, fds = pending.paths, pending.sizes, pending.digests, pending.fds
                 continue
             finally:
                 if fd >= 0:
-                    os.close(fd)
+                    close(fd)
             tally.files_done += 1  # an error above
 
     def flush(self, tally: WorkerTally, pending: PendingLookups) -> None:
@@ -363,8 +428,8 @@ class _Run:
         counts = Counts(
             directories=walk.directories,
             files_seen=walk.files_seen,
-            bytes_seen=walk.bytes_seen,
-            files_empty=walk.files_empty + sum(t.files_empty for t in self.tallies),
+            bytes_seen=sum(t.bytes_seen for t in self.tallies),
+            files_empty=sum(t.files_empty for t in self.tallies),
         )
         hits: list[Hit] = []
         errors, skipped = list(walk.errors), list(walk.skipped)

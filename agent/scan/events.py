@@ -26,8 +26,10 @@ class ScanStarted:
 
 @dataclass(frozen=True)
 class ScanProgress:
-    """Totals so far. ``files_found``/``bytes_found`` grow while the walk goes on (``walk_done``
-    False); ``bytes_to_read`` is what the first pass will read of the files found."""
+    """Totals so far. ``files_found`` grows while the walk goes on (``walk_done`` False);
+    ``bytes_found`` is the size of the files opened so far (sizes come from the ``fstat`` at open);
+    ``bytes_to_read`` is an estimate of what the scan will have read when done: ``bytes_read`` plus
+    the files left times the bytes read per file done so far (exact once every file is done)."""
 
     elapsed_s: float
     files_found: int

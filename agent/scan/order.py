@@ -58,6 +58,9 @@ MEDIA_EXTENSIONS = frozenset(
 )
 
 
+_DOTTED_MEDIA_EXTENSIONS = frozenset(b"." + ext for ext in MEDIA_EXTENSIONS)
+
+
 def directory_class(name: bytes, parent_class: int) -> int:
     """The class of a directory called ``name`` below one of ``parent_class``."""
     folded = name.decode("utf-8", "replace").casefold()
@@ -74,6 +77,18 @@ def is_media_name(name: bytes) -> bool:
     """True for picture and video file names (by extension, case-insensitive)."""
     dot = name.rfind(b".")
     return dot >= 0 and name[dot + 1 :].lower() in MEDIA_EXTENSIONS
+
+
+def split_media(names: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """``names`` split into (others, picture and video names), each in the order given; the same
+    test as ``is_media_name`` in one loop (a name without a dot gives its last byte: never a match).
+    """
+    plain: list[bytes] = []
+    media: list[bytes] = []
+    dotted = _DOTTED_MEDIA_EXTENSIONS
+    for name in names:
+        (media if name[name.rfind(b".") :].lower() in dotted else plain).append(name)
+    return plain, media
 
 
 def directory_rank(directory_class_: int) -> int:

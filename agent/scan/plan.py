@@ -29,14 +29,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.scan.report import FilterSummary, SetSummary
-from filters.digests import SAMPLE_KIND, SAMPLE_WHOLE_LIMIT, normalise_kinds
+from filters.digests import SAMPLE_KIND, normalise_kinds
 from filters.errors import UsageError
 from filters.model import ContrabandFilter, SetMatch
 
 Mode = Literal["auto", "quick", "full"]
 MODES: tuple[Mode, ...] = ("auto", "quick", "full")
 SetRole = Literal["consulted", "confirm_only", "skipped"]
-SAMPLE_READ_LIMIT = SAMPLE_WHOLE_LIMIT  # a sample reads at most 48 KiB
 
 
 @dataclass(frozen=True)
@@ -131,10 +130,6 @@ class ScanPlan:
                     for j in indices:
                         found.setdefault(files[j], []).append((plan, SetMatch(filter_set, kind, column[j])))
         return found
-
-    def read_cost(self, size: int) -> int:
-        """Bytes the first pass reads of a file of ``size`` bytes (for batching and progress)."""
-        return size if self.whole_file_first or size < SAMPLE_READ_LIMIT else SAMPLE_READ_LIMIT
 
 
 def _plan_filter(contraband: ContrabandFilter, mode: Mode) -> FilterPlan:

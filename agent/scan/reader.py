@@ -91,6 +91,28 @@ ONE_SHOT: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
+def buffer_digester(kinds: Sequence[str]) -> Callable[[bytes], dict[str, bytes]]:
+    """A function giving the digests of ``kinds`` of a whole file's bytes (as ``read_digests`` of a
+    small file): one call per file, without a dict comprehension for a single kind."""
+    whole = [(k, ONE_SHOT[k]) for k in kinds if k != SAMPLE_KIND]
+    want_sample = SAMPLE_KIND in kinds
+    if len(whole) == 1 and not want_sample:
+        kind, one_shot = whole[0]
+
+        def one(data: bytes) -> dict[str, bytes]:
+            return {kind: one_shot(data)}
+
+        return one
+
+    def several(data: bytes) -> dict[str, bytes]:
+        found = {k: f(data) for k, f in whole}
+        if want_sample:
+            found[SAMPLE_KIND] = sample_digest_of_bytes(data)
+        return found
+
+    return several
+
+
 def open_regular(dir_fd: int, name: bytes) -> tuple[int, int]:
     """Open ``name`` in ``dir_fd`` for reading; returns (fd, size). Never follows a symlink.
 
@@ -129,7 +151,7 @@ def read_digests(
     if size <= SMALL_FILE:
         data = os.read(fd, size + 1)
         if len(data) != size:
-            data = _read_rest(fd, size, data)
+            data = read_rest(fd, size, data)
         found = {k: ONE_SHOT[k](data) for k in whole}
         if want_sample:
             found[SAMPLE_KIND] = sample_digest_of_bytes(data)
@@ -137,7 +159,7 @@ def read_digests(
     return _stream(fd, size, whole, want_sample, cancel)
 
 
-def _read_rest(fd: int, size: int, data: bytes) -> bytes:
+def read_rest(fd: int, size: int, data: bytes) -> bytes:
     """After a first ``read`` of ``size + 1`` bytes gave ``data``, not ``size`` bytes: more bytes
     (the file grew: error), or a short read (read on until ``size + 1`` bytes or the end)."""
     if len(data) > size:

@@ -159,8 +159,8 @@ class FilterSummary:
 @dataclass
 class Counts:
     directories: int = 0
-    files_seen: int = 0  # regular files found (including empty ones)
-    bytes_seen: int = 0  # their sizes
+    files_seen: int = 0  # regular files found, by their listed type (including empty ones)
+    bytes_seen: int = 0  # sizes of those opened (fstat at open; no lstat per file in the walk)
     files_read: int = 0  # files whose digests were computed
     files_empty: int = 0  # zero-length: never looked up
     files_confirmed: int = 0  # files read whole to confirm a sample hit

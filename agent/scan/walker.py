@@ -6,8 +6,10 @@ Safe on hostile trees:
 * iterative (a heap, no recursion), and every directory is opened relative to its parent's open
   descriptor (``openat``), so depth and PATH_MAX do not matter and no path is resolved twice;
 * never follows a symlink (``O_NOFOLLOW``; symlinks are skipped and counted), never opens anything
-  but a directory or a regular file (FIFOs, sockets and devices are skipped by their ``lstat``
-  type, never opened);
+  but a directory or a regular file (FIFOs, sockets and devices are skipped by their type, never
+  opened). Types come from the listing (``d_type``, no system call; ``lstat`` only where the file
+  system leaves it unknown), so a file costs no ``lstat``: its size is taken by the worker from the
+  ``fstat`` it makes when it opens the file (which also re-checks the type);
 * a directory already visited (same ``st_dev``/``st_ino``: bind mounts, loops) is skipped;
 * errors (permission, vanished entries, I/O errors while listing) are recorded and the walk goes on.
 
@@ -21,18 +23,21 @@ import errno
 import heapq
 import os
 import stat
+import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
-from agent.scan.order import NORMAL, directory_class, directory_rank, file_rank, is_media_name
+from agent.scan.order import NORMAL, directory_class, directory_rank, file_rank, split_media
 from agent.scan.report import Problem
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-BATCH_COST = 8 << 20  # bytes of reading per batch (so a worker is not handed several large files)
-BATCH_FILES = 64
-PER_FILE_COST = 4096  # opening and looking up a file costs about as much as reading 4 KiB
+BATCH_FILES = 64  # files per batch when the walking thread reads them itself (one worker)
+# Files per batch handed to worker threads: sizes are not known before a file is opened, so batches
+# are kept small for several workers to share large files evenly.
+SHARED_BATCH_FILES = 8
+FS_ENCODING, FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 SKIP_CODES = {
     stat.S_IFIFO: ("fifo", "FIFO (named pipe): not opened"),
@@ -51,15 +56,10 @@ class OpenDirectory:
     refs: int = 0
 
 
-class FileTask(NamedTuple):
-    name: bytes
-    size: int
-
-
 @dataclass(slots=True)
 class Batch:
     directory: OpenDirectory
-    files: list[FileTask]
+    files: list[bytes]  # names in ``directory``, listed as regular files
 
 
 @dataclass(slots=True)
@@ -73,7 +73,7 @@ class _PendingDirectory:
 @dataclass(slots=True)
 class _PendingFiles:
     directory: OpenDirectory
-    files: list[FileTask]
+    files: list[bytes]
 
 
 class WalkSink(Protocol):
@@ -83,20 +83,14 @@ class WalkSink(Protocol):
 
 @dataclass
 class WalkTally:
-    """Written by the walking thread only; read by others for progress."""
+    """Written by the walking thread only; read by others for progress. ``files_seen``: names listed
+    as regular files (their sizes are counted by the workers, from the ``fstat`` at open)."""
 
     directories: int = 0
     files_seen: int = 0
-    bytes_seen: int = 0
-    bytes_to_read: int = 0
-    files_empty: int = 0
     done: bool = False
     errors: list[Problem] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)
-
-
-def _first(pair: tuple[bytes, os.stat_result]) -> bytes:
-    return pair[0]
 
 
 def errno_code(err: OSError) -> str:
@@ -110,9 +104,9 @@ def os_reason(what: str, err: OSError) -> str:
 class TreeWalker:
     """Walks roots (see the module docstring); ``walk`` runs in one thread, ``release`` in any."""
 
-    def __init__(self, sink: WalkSink, read_cost: Callable[[int], int]) -> None:
+    def __init__(self, sink: WalkSink, batch_files: int = BATCH_FILES) -> None:
         self.sink = sink
-        self.read_cost = read_cost
+        self.batch_files = batch_files
         self.tally = WalkTally()
         self._heap: list[tuple[int, int, _PendingDirectory | _PendingFiles]] = []
         self._seq = 0
@@ -172,7 +166,7 @@ class TreeWalker:
                 self.tally.errors.append(Problem(root, os_reason("cannot open folder", err), errno_code(err)))
                 return
             directory = self._opened(fd, root[: len(root) - len(name)])
-            self._add_files(directory, [(name, info)], NORMAL)
+            self._add_files(directory, [name], NORMAL)
         else:
             self._skip_by_type(root, info.st_mode)
 
@@ -220,34 +214,39 @@ class TreeWalker:
         self._add_files(directory, files, item.klass)
         self.release(directory)
 
-    def _list(self, directory: OpenDirectory) -> tuple[list[bytes], list[tuple[bytes, os.stat_result]]]:
-        subdirectories: list[bytes] = []
-        files: list[tuple[bytes, os.stat_result]] = []
+    def _list(self, directory: OpenDirectory) -> tuple[list[bytes], list[bytes]]:
+        """Names of the subdirectories and of the regular files, by their listed type (``d_type``:
+        no system call per entry; ``DirEntry`` falls back to ``lstat`` when the type is unknown)."""
+        subdirectories: list[str] = []
+        files: list[str] = []
         prefix = directory.prefix
-        fsencode = os.fsencode
         try:
             with os.scandir(directory.fd) as entries:
                 for entry in entries:
                     try:
-                        if entry.is_file(follow_symlinks=False):  # d_type: no system call
-                            files.append((fsencode(entry.name), entry.stat(follow_symlinks=False)))
+                        if entry.is_file(follow_symlinks=False):
+                            files.append(entry.name)
                         elif entry.is_dir(follow_symlinks=False):
-                            subdirectories.append(fsencode(entry.name))
+                            subdirectories.append(entry.name)
                         elif entry.is_symlink():
-                            path = prefix + fsencode(entry.name)
+                            path = prefix + os.fsencode(entry.name)
                             self.tally.skipped.append(Problem(path, "symlink: not followed", "symlink"))
                         else:
                             mode = entry.stat(follow_symlinks=False).st_mode
-                            self._skip_by_type(prefix + fsencode(entry.name), mode)
+                            self._skip_by_type(prefix + os.fsencode(entry.name), mode)
                     except OSError as err:
-                        path = prefix + fsencode(entry.name)
+                        path = prefix + os.fsencode(entry.name)
                         self.tally.errors.append(
                             Problem(path, os_reason("cannot stat", err), errno_code(err))
                         )
         except OSError as err:
             reason = os_reason(f"listing failed after {len(subdirectories) + len(files)} entries", err)
             self.tally.errors.append(Problem(prefix.rstrip(b"/") or b"/", reason, errno_code(err)))
-        return subdirectories, files
+        # os.fsencode, without a Python call per name
+        return (
+            [name.encode(FS_ENCODING, FS_ERRORS) for name in subdirectories],
+            [name.encode(FS_ENCODING, FS_ERRORS) for name in files],
+        )
 
     def _skip_by_type(self, path: bytes, mode: int) -> None:
         code, reason = SKIP_CODES.get(stat.S_IFMT(mode), ("other", f"not a regular file (mode {mode:o})"))
@@ -255,47 +254,23 @@ class TreeWalker:
             code, reason = "symlink", "symlink: not followed"
         self.tally.skipped.append(Problem(path, reason, code))
 
-    def _add_files(
-        self, directory: OpenDirectory, files: list[tuple[bytes, os.stat_result]], klass: int
-    ) -> None:
-        media: list[FileTask] = []
-        plain: list[FileTask] = []
-        tally = self.tally
-        read_cost = self.read_cost
-        files.sort(key=_first)
-        for name, info in files:
-            if not stat.S_ISREG(info.st_mode):  # changed type between listing and stat
-                self._skip_by_type(directory.prefix + name, info.st_mode)
-                continue
-            size = info.st_size
-            tally.files_seen += 1
-            tally.bytes_seen += size
-            if size == 0:
-                tally.files_empty += 1
-                continue
-            tally.bytes_to_read += read_cost(size)
-            (media if is_media_name(name) else plain).append(FileTask(name, size))
-        for tasks in (plain, media):  # media pushed last: pops first among equal ranks
+    def _add_files(self, directory: OpenDirectory, files: list[bytes], klass: int) -> None:
+        self.tally.files_seen += len(files)
+        files.sort()
+        for tasks in split_media(files):  # media pushed last: pops first among equal ranks
             if tasks:
                 directory.refs += 1
-                self._push(file_rank(tasks[0].name, klass), _PendingFiles(directory, tasks))
+                self._push(file_rank(tasks[0], klass), _PendingFiles(directory, tasks))
 
     def _hand_out(self, item: _PendingFiles) -> None:
-        batch: list[FileTask] = []
-        cost = 0
-        for task in item.files:
-            batch.append(task)
-            cost += self.read_cost(task.size) + PER_FILE_COST
-            if cost >= BATCH_COST or len(batch) >= BATCH_FILES:
-                self._submit(item.directory, batch)
-                batch, cost = [], 0
-                if self.sink.stopped():
-                    break
-        if batch:
-            self._submit(item.directory, batch)
+        files, step = item.files, self.batch_files
+        for start in range(0, len(files), step):
+            self._submit(item.directory, files[start : start + step])
+            if self.sink.stopped():
+                break
         self.release(item.directory)
 
-    def _submit(self, directory: OpenDirectory, files: list[FileTask]) -> None:
+    def _submit(self, directory: OpenDirectory, files: list[bytes]) -> None:
         with self._lock:
             directory.refs += 1
         self.sink.submit(Batch(directory, files))

@@ -18,6 +18,7 @@ class WorkerTally:
     files_confirmed: int = 0
     files_empty: int = 0
     files_not_scanned: int = 0
+    bytes_seen: int = 0  # sizes of the files opened (``fstat`` at open)
     bytes_read: int = 0
     hits: list[Hit] = field(default_factory=list)
     errors: list[Problem] = field(default_factory=list)
