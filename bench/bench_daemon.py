@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from machine_info import machine_line
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -71,18 +72,10 @@ IMPORTS = [
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0]
-    return (
-        f"{os.cpu_count()} x {model}, Python {platform.python_version()}, numpy {np.__version__}, "
-        f"Linux {platform.release()}, load average {load:.2f} at start"
+    return machine_line(
+        f"numpy {np.__version__}",
+        f"Linux {platform.release()}",
+        f"load average {os.getloadavg()[0]:.2f} at start",
     )
 
 

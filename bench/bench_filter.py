@@ -8,8 +8,6 @@ importer, builder and signer as ``fieldtriage filter build``. Prints a Markdown 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import sys
 import tempfile
@@ -20,6 +18,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from machine_info import machine_line
+
 from filters.builder import FilterBuilder
 from filters.container import load_filter, write_filter
 from filters.importers import ImportOptions, ImportReport
@@ -28,15 +28,7 @@ from filters.keys import TrustStore, generate_key_pair, load_private_key
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} x {model}, Python {platform.python_version()}, numpy {np.__version__}"
+    return machine_line(f"numpy {np.__version__}")
 
 
 def write_digest_list(path: Path, count: int, rng: np.random.Generator) -> np.ndarray:

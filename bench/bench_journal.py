@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ import blake3
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from machine_info import machine_line
 
 from agent.journal import EncryptedJournal, PlainJournal
 from agent.journal.records import scan_finished_record, scan_started_record
@@ -30,15 +30,7 @@ from station.importer import import_sources
 
 
 def machine(folder: Path) -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} x {model}, Python {platform.python_version()}, journal on {folder}"
+    return machine_line(f"journal on {folder}")
 
 
 def typical_scan(number: int) -> list[dict[str, object]]:

@@ -36,6 +36,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine_info import cpu_model
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -53,11 +55,7 @@ Row = tuple[str, str, str, str, str]
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
+    model = cpu_model()
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     b3 = subprocess.run(["b3sum", "--version"], capture_output=True, text=True).stdout.strip() or "no b3sum"
     return (
