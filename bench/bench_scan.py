@@ -64,15 +64,6 @@ def machine() -> str:
     )
 
 
-def drop_caches() -> bool:
-    os.sync()
-    try:
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    except OSError:
-        return False
-    return True
-
-
 def tool_time(tool: str, root: Path) -> float:
     started = time.perf_counter()
     find = subprocess.Popen(["find", str(root), "-type", "f", "-print0"], stdout=subprocess.PIPE)
@@ -255,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
              f"{tool} {small_files / theirs:,.0f} files/s", f"{theirs / ours:.2f}x", "\u2265 0.8x")
         )  # fmt: skip
 
-    cold = drop_caches()
+    cold = usb_throttle.drop_caches()
     auto = run_child(filters["covered"], pub, trees["phone"], args.workers)
-    drop_caches()
+    usb_throttle.drop_caches()
     md5_cold = tool_time("md5sum", trees["phone"])
     fraction = auto["read_bytes"] / phone_bytes
     label = "cold" if cold else "WARM (could not drop caches)"
@@ -271,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
          f"{auto['elapsed']:.2f} s ({auto['since_exec']:.2f} s)", f"md5sum {md5_cold:.2f} s",
          f"{md5_cold / auto['elapsed']:.1f}x ({md5_cold / auto['since_exec']:.1f}x) shorter", "\u2265 20x")
     )  # fmt: skip
-    drop_caches()
+    usb_throttle.drop_caches()
     among_cold = run_child(filters["among"], pub, trees["among"], args.workers)
     among_warm = run_child(filters["among"], pub, trees["among"], args.workers)
     rows.append(

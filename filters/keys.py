@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import blake3
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -92,28 +93,42 @@ def _read_key_file(path: Path) -> bytes:
     return data
 
 
-def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+PrivateKeyT = TypeVar("PrivateKeyT")
+PublicKeyT = TypeVar("PublicKeyT")
+
+
+def load_pem_private_key(path: str | os.PathLike[str], kind: type[PrivateKeyT], what: str) -> PrivateKeyT:
+    """The private key of type ``kind`` in a PEM file (no passphrase); ``what`` names it in errors."""
     path = Path(path)
     data = _read_key_file(path)
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as err:
         raise KeyFileError(path, "not a PEM private key without a passphrase") from err
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(path, "not an Ed25519 private key")
+    if not isinstance(key, kind):
+        raise KeyFileError(path, f"not {what}")
     return key
 
 
-def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
+def load_pem_public_key(path: str | os.PathLike[str], kind: type[PublicKeyT], what: str) -> PublicKeyT:
+    """The public key of type ``kind`` in a PEM file; ``what`` names it in errors."""
     path = Path(path)
     data = _read_key_file(path)
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as err:
         raise KeyFileError(path, "not a PEM public key") from err
-    if not isinstance(key, Ed25519PublicKey):
-        raise KeyFileError(path, "not an Ed25519 public key")
+    if not isinstance(key, kind):
+        raise KeyFileError(path, f"not {what}")
     return key
+
+
+def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    return load_pem_private_key(path, Ed25519PrivateKey, "an Ed25519 private key")
+
+
+def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
+    return load_pem_public_key(path, Ed25519PublicKey, "an Ed25519 public key")
 
 
 @dataclass

@@ -21,17 +21,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from agent.journal.keys import load_x25519_public_key, raw_public
 from agent.journal.segment_format import key_id_of_raw
-from filters.errors import KeyFileError, StationError
+from filters.errors import StationError
 from filters.keys import (
-    MAX_KEY_FILE_BYTES,
     generate_key_pair,
+    load_pem_private_key,
     load_private_key,
     load_public_key,
     write_new_key_file,
@@ -83,15 +82,8 @@ class StationHome:
         generate_key_pair(self.folder / "signing")
 
     def journal_private_key(self) -> X25519PrivateKey:
-        path = self.journal_key_path
-        data = self._read_key(path)
-        try:
-            key = serialization.load_pem_private_key(data, password=None)
-        except (ValueError, TypeError, UnsupportedAlgorithm) as err:
-            raise KeyFileError(path, "not a PEM private key without a passphrase") from err
-        if not isinstance(key, X25519PrivateKey):
-            raise KeyFileError(path, "not an X25519 private key")
-        return key
+        path = self._existing(self.journal_key_path)
+        return load_pem_private_key(path, X25519PrivateKey, "an X25519 private key")
 
     def journal_key_id(self) -> str:
         return key_id_of_raw(
@@ -108,13 +100,3 @@ class StationHome:
         if not path.exists():
             raise StationError(path, "missing: run 'fieldtriage station init' (or pass --home)")
         return path
-
-    def _read_key(self, path: Path) -> bytes:
-        try:
-            with self._existing(path).open("rb") as f:
-                data = f.read(MAX_KEY_FILE_BYTES + 1)
-        except OSError as err:
-            raise KeyFileError(path, f"cannot read: {err.strerror}") from err
-        if len(data) > MAX_KEY_FILE_BYTES:
-            raise KeyFileError(path, "too large to be a key file")
-        return data

@@ -19,13 +19,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from filters.errors import KeyFileError
-from filters.keys import MAX_KEY_FILE_BYTES, generate_key_pair, load_private_key
+from filters.keys import generate_key_pair, load_pem_public_key, load_private_key
 
 PRIVATE_SUFFIX = ".key"
 
@@ -50,16 +49,4 @@ def load_or_create_device_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey
 
 
 def load_x25519_public_key(path: str | os.PathLike[str]) -> X25519PublicKey:
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_KEY_FILE_BYTES + 1)
-    except OSError as err:
-        raise KeyFileError(path, f"cannot read: {err.strerror}") from err
-    try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, UnsupportedAlgorithm) as err:
-        raise KeyFileError(path, "not a PEM public key") from err
-    if not isinstance(key, X25519PublicKey):
-        raise KeyFileError(path, "not an X25519 public key (the station's journal key)")
-    return key
+    return load_pem_public_key(path, X25519PublicKey, "an X25519 public key (the station's journal key)")

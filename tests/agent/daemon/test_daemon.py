@@ -232,10 +232,13 @@ def test_clean_device_is_green_only_after_the_scan(
     assert [s.state for s in kiosk.factory.pin(PINS["front"][0]).states] == [False], "red never lit"
     kiosk.wait(lambda: kiosk.pins() == (False, False, True))
     (record,) = [r for r in kiosk.journal.records if r["type"] == "scan"]
-    finished = record["seconds"]
-    assert finished > 0
-    # green was only ever lit as the ready heartbeat (before the plug) or after the verdict
-    assert green.state
+    assert record["verdict"] == "no_match" and record["lights_shown"] == ["scanning", "no_match"]
+    # The whole green history: every lit period before the last was a 0.1 s ready heartbeat (a mock
+    # pin's timestamps are the times since its previous change); only the verdict holds it lit.
+    states = green.states
+    assert states[-1].state
+    lit_before = [states[i + 1].timestamp for i in range(len(states) - 1) if states[i].state]
+    assert all(period < 0.2 for period in lit_before), lit_before
 
 
 def test_encrypted_device_could_not_check(
