@@ -11,7 +11,7 @@ Two phone layouts (``--layout``), each about 1.3-1.4 GB at ``--scale 1``:
 * ``apps`` (the layout before 2026-05): 60 photos, three videos of 50-400 MB, 200 WhatsApp
   pictures, 5,000 app files (80 MB, 6% of the bytes: 83 app files per camera photo), 20 downloads.
   Kept to compare with earlier measurements; it overstates small files, which cost the sample
-  digest their whole size (it reads files up to 48 KiB whole, by definition).
+  digest their whole size (it reads files up to 12 KiB whole, by definition).
 
 ``--small N`` instead makes N small files (1-8 KB) in app-like folders; ``--camera-among N`` makes N
 small files plus one photo in ``DCIM/Camera``.

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from filters import __version__
+from filters.container import FORMAT_VERSION
 from filters.digests import DIGEST_SIZES, SAMPLE_KIND
 from filters.errors import FilterBuildError
 from filters.fuse import FuseFilter
@@ -125,7 +126,7 @@ class FilterBuilder:
             created=int(time.time()),
             not_before=self.not_before,
             expires=self.expires,
-            format_version=1,
+            format_version=FORMAT_VERSION,
             builder=BUILDER_NAME,
         )
         return ContrabandFilter(metadata, self.salt, sets)

@@ -46,7 +46,7 @@ from filters.strict_cbor import CborError, decode
 
 FORMAT_NAME = "fieldtriage-filter"
 ENVELOPE_VERSION = 1
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the sample digest samples aligned 4 KiB blocks (docs/filter-format.md, section 6)
 SIGNATURE_CONTEXT = b"fieldtriage filter signature v1\x00"
 SIGNATURE_BYTES = 64
 MAX_FILE_BYTES = 2 << 30
@@ -261,6 +261,10 @@ SET_FIELDS = {
 def _filter_from_payload(path: Path, payload: object, signer: str, size: int) -> ContrabandFilter:
     fields = _Fields(path, "payload", payload, PAYLOAD_FIELDS)
     version = fields.required_uint("format_version")
+    if version == 1:
+        raise FilterRefused(
+            path, "filter format version 1 (an older sample digest): rebuild it with this release"
+        )
     if version != FORMAT_VERSION:
         raise FilterRefused(path, f"unsupported filter format version {version}")
     metadata = FilterMetadata(

@@ -1,13 +1,15 @@
 """Digest kinds, the sample digest, and computing several digests of one file in one read.
 
-The sample digest tests a file while reading at most 48 KiB of it, whatever its size (definition in
+The sample digest tests a file while reading at most 12 KiB of it, whatever its size (definition in
 docs/filter-format.md): BLAKE3 over a domain tag, the size as 8 little-endian bytes, and either the
-whole file (up to 48 KiB) or three 16 KiB samples at the start, the middle and the end.
+whole file (up to 12 KiB) or three 4 KiB blocks, each aligned to a 4 KiB boundary of the file: the
+first, the one holding the middle, and the last whole one. Aligned blocks are what file systems
+store, so each sample costs one block read from the medium.
 
 Example::
 
     >>> sample_digest_of_bytes(b"abc").hex()[:16]
-    'c9385c0f0a12ca3a'
+    '864c3c20c8b4b5f0'
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ DIGEST_KINDS = (*WHOLE_FILE_KINDS, SAMPLE_KIND)
 DIGEST_SIZES = {"md5": 16, "sha1": 20, "sha256": 32, "blake3": 32, SAMPLE_KIND: 32}
 KIND_BY_SIZE = {16: "md5", 20: "sha1"}  # 32-byte digests are ambiguous: sha256 or blake3
 
-SAMPLE_CHUNK = 16 * 1024
+SAMPLE_CHUNK = 4 * 1024
 SAMPLE_WHOLE_LIMIT = 3 * SAMPLE_CHUNK
-SAMPLE_DOMAIN = b"fieldtriage sample v1\x00"
+SAMPLE_DOMAIN = b"fieldtriage sample v2\x00"
 READ_BLOCK = 1 << 20
 
 
@@ -54,7 +56,7 @@ def sample_offsets(size: int) -> tuple[int, ...]:
     """Where the three samples of a file of ``size`` bytes start (empty when it is read whole)."""
     if size <= SAMPLE_WHOLE_LIMIT:
         return ()
-    return (0, (size - SAMPLE_CHUNK) // 2, size - SAMPLE_CHUNK)
+    return (0, size // (2 * SAMPLE_CHUNK) * SAMPLE_CHUNK, (size // SAMPLE_CHUNK - 1) * SAMPLE_CHUNK)
 
 
 def sample_digest_from_parts(size: int, parts: Iterable[bytes | bytearray | memoryview]) -> bytes:
@@ -86,7 +88,7 @@ def normalise_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
 def digest_fd(fd: int, size: int, kinds: Iterable[str]) -> dict[str, bytes]:
     """Digests of an open regular file of ``size`` bytes, reading it once.
 
-    With only ``sample`` asked for, at most 48 KiB is read (three preads). With a whole-file kind,
+    With only ``sample`` asked for, at most 12 KiB is read (three preads). With a whole-file kind,
     the file is streamed once and the samples are cut from the stream. Raises OSError on read
     errors and ``FileChangedError`` when the file is not ``size`` bytes long any more.
     """

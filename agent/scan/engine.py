@@ -10,7 +10,7 @@ before it waits for more work, and at once after a file of 1 MiB or more. A prog
 ``ScanProgress`` every 0.25 s. Each regular file is opened once; its first pass computes exactly
 ``ScanPlan.first_pass_kinds`` in one read, then its size is checked again with ``fstat``; in ``auto``
 mode a sample hit is confirmed by reading the file whole for the whole-file kinds of the covering
-sets (the only case where bytes of a file are read twice: its 48 KiB of samples), so while that can
+sets (the only case where bytes of a file are read twice: its 12 KiB of samples), so while that can
 happen the descriptors of files waiting for their lookup stay open (at most 64 over all workers).
 
 Example::

@@ -3,7 +3,7 @@
 Modes:
 
 * ``full``: every digest kind any set needs, for every file; every set is consulted.
-* ``quick``: only ``sample`` digests (at most 48 KiB read per file); only sample sets are consulted,
+* ``quick``: only ``sample`` digests (at most 12 KiB read per file); only sample sets are consulted,
   the others are skipped (the report lists them).
 * ``auto`` (default): per filter, when every whole-file set is covered by a sample set of the same
   items (``ContrabandFilter.fully_covered_by_samples``), only the sample sets are consulted and the

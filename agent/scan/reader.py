@@ -7,8 +7,9 @@ same digests as ``filters.digests.digest_fd`` (the tests check both against the 
 with less Python work per file: a file up to 1 MiB is read with one ``read`` call of ``size + 1``
 bytes and hashed from that buffer with one-shot hash calls, a larger one is streamed through a
 per-thread buffer (BLAKE3 then hashes each 1 MiB block on all CPUs, like ``b3sum``), and
-only-``sample`` reads at most 48 KiB with ``pread``. Callers re-check the size with ``fstat`` after
-reading (the engine does), which also catches a file that grew just after its one ``read``.
+only-``sample`` reads at most 12 KiB (three aligned 4 KiB blocks) with ``pread``. Callers re-check
+the size with ``fstat`` after reading (the engine does), which also catches a file that grew just
+after its one ``read``.
 
 Example::
 
@@ -196,7 +197,7 @@ def _sample_only(fd: int, size: int) -> DigestResult:
 
 
 def _no_readahead(fd: int) -> None:
-    """Three 16 KiB preads would each pull a readahead window (128 KiB or more) from the device."""
+    """Three 4 KiB preads would each pull a readahead window (128 KiB or more) from the device."""
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
     except (OSError, AttributeError):

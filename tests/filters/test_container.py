@@ -146,7 +146,8 @@ def test_expired_and_not_yet_valid(tmp_path: Path, provider: Provider) -> None:
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
-        (lambda p: p.update(format_version=2), "unsupported filter format version 2"),
+        (lambda p: p.update(format_version=3), "unsupported filter format version 3"),
+        (lambda p: p.update(format_version=1), "format version 1 (an older sample digest): rebuild"),
         (lambda p: p.update(extra=1), "unknown field 'extra'"),
         (lambda p: p.pop("salt"), "missing field 'salt'"),
         (lambda p: p.update(salt=b"short"), "field 'salt' is not 32 bytes"),

@@ -19,6 +19,8 @@ from filters.digests import (
     sample_offsets,
 )
 
+from .reference_digests import reference_sample
+
 
 def pattern(size: int) -> bytes:
     """The deterministic content the vectors in docs/filter-format.md are computed over."""
@@ -26,28 +28,20 @@ def pattern(size: int) -> bytes:
 
 
 VECTORS = {
-    0: "23afb9f86240d793df9158f814fee0096bd40ce6fc35cf3d9bee62aeb69812da",
-    1: "375c105707294e61706f49a02ae3a6f666adde7c08c85591a4afdb4101454078",
-    16383: "a0852982168dc0be07442301c9f4c2c9574f38c6f2e5db5e691e83762fce5acc",
-    16384: "6910fc4e3116f57055682d67f68fab1bab2538471ebdfdf96c8e4b1b8d778954",
-    49151: "363d50d35c12d25d2423b7ca99cc765e4e4e385750207b37a413c2e189a3565f",
-    49152: "41f9ff5a0a26b50fd97b088b7051a2d255d23d9634f32c9cb7b970239bf39052",
-    49153: "fa6fd872ddaac6d78e11f59a4aa4f839e2c0d65b5ead82951843579b54e51d6e",
-    65536: "2ddb6538a02a45189189e69dad11734e13352ed3c7b67e69885f0be457c340cd",
-    1048577: "f4926cf0fe7f9dfdaf1ac8054d484194951763cb9b50b3b17f7ec71949ead44b",
-    5000000: "215548f44834e0b5a3e50db26fff01002dae7d6b74a292635d3fd9cc9ea85dc5",
+    0: "f58d42247269850076b7e894b90ce4517f84cbb04a3b623050cedc603dd0332d",
+    1: "334764ebbf4c341774b81c62cfb81375055f24c0571730e03e2c71e72748ec21",
+    4095: "851eca0a9eaf6c50ddf19cac97d4faa54c0984de1373dc4846f11b31c95288fc",
+    4096: "e5ce74551aa7e92ea623827618e89df869561778bbd9e1ecd640d14eac7b83bb",
+    12287: "79b0fbe53d62291977d89fcb9d193e729712ac600c4dd42a54fecb3236d7435f",
+    12288: "03e7be68d64b98f321f62f191e88c59aa5d55a6d64bb34b9697953f70f1debed",
+    12289: "5feafb470a5fe2b90d7334b567ab3ac5d4f435ef9a7c424629ddba6043f53cdc",
+    16383: "3a5c84ce0e4e45f9c8c2c1b200c584afe55f29aeede3967826118c9de7db88dd",
+    16384: "c844bf8f2854d48ffaecf29fedcc4add9a983daaeb8e2ea0a46c8be01dbd5cf1",
+    16385: "ad54366c56551b761d611919c84da68784c722f85dd48167e7b30a1f1eddb0b7",
+    65536: "9b01d1a17e394d46395dc4eec13b94baeeae3079ebcdd592e4f8876ec588ae30",
+    1048577: "9cc080251718ab9486108d8eb9f73f24d1171e2951aee451fba8e91cf25fcb9a",
+    5000000: "7da8b2d1e53d7f91b39a9a36362ae70684ecb1e772b9f6320e1a23702b4b3fd8",
 }
-
-
-def reference_sample(data: bytes) -> bytes:
-    """The definition, written out independently of the module."""
-    size = len(data)
-    if size <= 3 * 16384:
-        sampled = data
-    else:
-        middle = (size - 16384) // 2
-        sampled = data[:16384] + data[middle : middle + 16384] + data[size - 16384 :]
-    return blake3.blake3(b"fieldtriage sample v1\x00" + size.to_bytes(8, "little") + sampled).digest()
 
 
 @pytest.mark.parametrize("size", sorted(VECTORS))
@@ -57,7 +51,7 @@ def test_known_answer_vectors(size: int) -> None:
     assert reference_sample(data).hex() == VECTORS[size]
 
 
-@pytest.mark.parametrize("size", [1, 100, 49152, 49153, 1 << 20, (1 << 20) + 1, 3 * (1 << 20) + 12345])
+@pytest.mark.parametrize("size", [1, 100, 12288, 12289, 49153, 1 << 20, (1 << 20) + 1, 3 * (1 << 20) + 12345])
 def test_one_pass_equals_separate_digests(tmp_path: Path, size: int) -> None:
     data = os.urandom(size)
     path = tmp_path / "f"
@@ -73,7 +67,7 @@ def test_one_pass_equals_separate_digests(tmp_path: Path, size: int) -> None:
     assert digest_path(path, ["sample"]) == {"sample": reference_sample(data)}
 
 
-def test_sample_alone_reads_at_most_48_kib(tmp_path: Path) -> None:
+def test_sample_alone_reads_at_most_12_kib(tmp_path: Path) -> None:
     path = tmp_path / "big"
     with path.open("wb") as f:
         f.truncate(64 << 20)
@@ -97,8 +91,18 @@ def test_sample_alone_reads_at_most_48_kib(tmp_path: Path) -> None:
 
 
 def test_offsets() -> None:
-    assert sample_offsets(49152) == ()
-    assert sample_offsets(49153) == (0, (49153 - 16384) // 2, 49153 - 16384)
+    assert sample_offsets(12288) == ()
+    assert sample_offsets(12289) == (0, 4096, 8192)
+    assert sample_offsets(5_000_000) == (0, 2_498_560, 4_993_024)
+
+
+def test_samples_are_distinct_aligned_blocks_inside_the_file() -> None:
+    for size in [*range(12289, 12289 + 4 * 4096), (1 << 20) - 1, 1 << 20, 5_000_000, 1 << 40]:
+        first, middle, last = sample_offsets(size)
+        assert first == 0 and middle % SAMPLE_CHUNK == 0 and last % SAMPLE_CHUNK == 0, size
+        assert SAMPLE_CHUNK <= middle <= size // 2 < middle + SAMPLE_CHUNK, size
+        assert middle + SAMPLE_CHUNK <= last, size
+        assert last + SAMPLE_CHUNK <= size < last + 2 * SAMPLE_CHUNK, size
 
 
 def test_size_change_is_detected(tmp_path: Path) -> None:

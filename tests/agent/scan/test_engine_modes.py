@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.scan import Scanner
-from filters.digests import SAMPLE_CHUNK, digest_path
+from filters.digests import SAMPLE_CHUNK, SAMPLE_WHOLE_LIMIT, digest_path
 from filters.importers import DigestEntry
 
 from .conftest import FilterFactory, tree_size, write_random
@@ -25,8 +25,8 @@ def test_auto_mode_reads_samples_and_confirms_hits(filters: FilterFactory, known
         assert {m.kind for m in hit.matches} == {"sample", "blake3"}
         assert all(m.confirmed for m in hit.matches if m.kind == "sample")
     assert report.counts.files_confirmed == 2
-    # clean files cost at most 48 KiB each; the two hits are read whole once more to confirm
-    budget = 48 * 1024 * report.counts.files_read + sum(p.stat().st_size for p in known)
+    # clean files cost at most 12 KiB each; the two hits are read whole once more to confirm
+    budget = SAMPLE_WHOLE_LIMIT * report.counts.files_read + sum(p.stat().st_size for p in known)
     assert report.counts.bytes_read <= budget
     assert report.counts.bytes_read < tree_size(root) / 2
 
@@ -34,7 +34,7 @@ def test_auto_mode_reads_samples_and_confirms_hits(filters: FilterFactory, known
 def test_an_unconfirmed_sample_hit_still_counts_as_a_match(filters: FilterFactory, tmp_path: Path) -> None:
     known = write_random(tmp_path / "known" / "k.jpg", 200_000, 5)
     data = bytearray(known.read_bytes())
-    data[2 * SAMPLE_CHUNK] ^= 0xFF  # outside the three 16 KiB samples
+    data[2 * SAMPLE_CHUNK] ^= 0xFF  # outside the three sampled blocks
     variant = tmp_path / "device" / "DCIM" / "v.jpg"
     variant.parent.mkdir(parents=True)
     variant.write_bytes(data)
@@ -56,7 +56,7 @@ def test_quick_mode_consults_sample_sets_only(filters: FilterFactory, known_tree
     assert all(h.confirmed is None and [m.kind for m in h.matches] == ["sample"] for h in report.hits)
     sets = report.to_json()["filters"][0]["sets"]
     assert sorted((s["kind"], s["role"]) for s in sets) == [("md5", "skipped"), ("sample", "consulted")]
-    assert report.counts.bytes_read <= 48 * 1024 * report.counts.files_read
+    assert report.counts.bytes_read <= SAMPLE_WHOLE_LIMIT * report.counts.files_read
 
 
 def test_full_mode_computes_every_kind_for_every_file(filters: FilterFactory, known_tree: Tree) -> None:

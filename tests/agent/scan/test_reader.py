@@ -11,11 +11,25 @@ from pathlib import Path
 import pytest
 
 from agent.scan.reader import NotRegularFile, open_regular, read_digests
-from filters.digests import DIGEST_KINDS, FileChangedError, digest_path
+from filters.digests import DIGEST_KINDS, SAMPLE_WHOLE_LIMIT, FileChangedError, digest_path
 
 from .conftest import write_random
 
-SIZES = [1, 100, 16383, 49151, 49152, 49153, 70_000, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 3_333_333]
+SIZES = [
+    1,
+    100,
+    4095,
+    12287,
+    12288,
+    12289,
+    16383,
+    49153,
+    70_000,
+    (1 << 20) - 1,
+    1 << 20,
+    (1 << 20) + 1,
+    3_333_333,
+]
 TOOLS = {"md5": "md5sum", "sha1": "sha1sum", "sha256": "sha256sum", "blake3": "b3sum"}
 
 
@@ -55,14 +69,14 @@ def test_all_kinds_at_once_equal_filters_digest_path(generated: list[Path]) -> N
         assert digests_of(path, ("sample",)) == digest_path(path, ("sample",)), path
 
 
-def test_sample_only_reads_at_most_48_kib(generated: list[Path]) -> None:
+def test_sample_only_reads_at_most_12_kib(generated: list[Path]) -> None:
     for path in generated:
         fd = os.open(path, os.O_RDONLY)
         try:
             result = read_digests(fd, path.stat().st_size, ("sample",))
         finally:
             os.close(fd)
-        assert result.bytes_read <= 48 * 1024
+        assert result.bytes_read <= SAMPLE_WHOLE_LIMIT == 12 * 1024
 
 
 def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import blake3
 import pytest
 
 from filters.digests import FileChangedError, digest_fd
@@ -16,27 +15,11 @@ from filters.importers import DigestEntry, ImportOptions, ImportReport
 from filters.importers import folder as folder_module
 from filters.importers.folder import read_folder
 
+from ..reference_digests import reference_digest
 from .synthetic import bad_locations, read_all
 
 ALL_KINDS = ("md5", "sha1", "sha256", "blake3", "sample")
-SIZES = [1, 100, 16 * 1024, 48 * 1024, 48 * 1024 + 1, (1 << 20) + 3, 3 * (1 << 20) - 7]
-
-
-def independent_digest(kind: str, data: bytes) -> bytes:
-    """The digest as docs/filter-format.md defines it, computed without filters.digests."""
-    if kind == "sample":
-        chunk = 16 * 1024
-        if len(data) <= 3 * chunk:
-            parts = [data]
-        else:
-            middle = (len(data) - chunk) // 2
-            parts = [data[:chunk], data[middle : middle + chunk], data[-chunk:]]
-        return blake3.blake3(
-            b"fieldtriage sample v1\x00" + len(data).to_bytes(8, "little") + b"".join(parts)
-        ).digest()
-    if kind == "blake3":
-        return blake3.blake3(data).digest()
-    return hashlib.new(kind, data).digest()
+SIZES = [1, 100, 12 * 1024, 12 * 1024 + 1, 48 * 1024 + 1, (1 << 20) + 3, 3 * (1 << 20) - 7]
 
 
 @pytest.fixture
@@ -62,7 +45,7 @@ def test_digests_equal_independent_hashlib_and_blake3(tmp_path: Path) -> None:
     entries, report = read_all(tmp_path, "folder", options)
 
     expected = [
-        DigestEntry(kind, independent_digest(kind, contents[name]), "seized", "other", from_content=True)
+        DigestEntry(kind, reference_digest(kind, contents[name]), "seized", "other", from_content=True)
         for name in sorted(contents)
         for kind in ALL_KINDS
     ]
