@@ -5,8 +5,8 @@ blocking on a FIFO and without updating its access time, then checks with ``fsta
 regular file. ``read_digests`` computes several digests of an open file in one pass; it gives the
 same digests as ``filters.digests.digest_fd`` (the tests check both against the coreutils and b3sum)
 with less Python work per file: a file up to 1 MiB is read with one ``read`` call of ``size + 1``
-bytes and hashed from that buffer with one-shot hash calls, a larger one is streamed through a
-per-thread buffer (BLAKE3 then hashes each 1 MiB block on all CPUs, like ``b3sum``), and
+bytes and hashed from that buffer with one-shot hash calls, a larger one is streamed in 1 MiB blocks
+while a reader thread fetches the next (``read_ahead``; BLAKE3 hashes each block on all CPUs), and
 only-``sample`` reads at most 12 KiB (three aligned 4 KiB blocks) with ``pread``. Callers re-check
 the size with ``fstat`` after reading (the engine does), which also catches a file that grew just
 after its one ``read``.
@@ -31,10 +31,12 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from typing import NamedTuple
 
 import blake3
 
+from agent.scan import read_ahead
 from filters.digests import (
     HASHER_FACTORIES,
     SAMPLE_CHUNK,
@@ -47,11 +49,8 @@ from filters.digests import (
 )
 
 SMALL_FILE = 1 << 20
-STREAM_BLOCK = 1 << 20
 OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 NOATIME = getattr(os, "O_NOATIME", 0)
-
-_buffers = threading.local()
 
 
 class NotRegularFile(OSError):
@@ -204,13 +203,6 @@ def _no_readahead(fd: int) -> None:
         pass  # only a hint
 
 
-def _stream_buffer() -> memoryview:
-    view: memoryview | None = getattr(_buffers, "view", None)
-    if view is None:
-        view = _buffers.view = memoryview(bytearray(STREAM_BLOCK))
-    return view
-
-
 def _stream_hasher(kind: str) -> Hasher:
     """BLAKE3 hashes a 1 MiB block on several threads (``b3sum`` does too); others on one."""
     if kind == "blake3":
@@ -221,27 +213,26 @@ def _stream_hasher(kind: str) -> Hasher:
 def _stream(
     fd: int, size: int, whole: list[str], want_sample: bool, cancel: threading.Event | None
 ) -> DigestResult:
+    """A large file through the hashers while a reader thread fetches the next block."""
     hashers = [_stream_hasher(k) for k in whole]
+    updates = [h.update for h in hashers]
     ranges = [(o, o + SAMPLE_CHUNK) for o in sample_offsets(size)] if want_sample else []
     parts = [bytearray() for _ in ranges]
-    view = _stream_buffer()
     done = 0
-    while True:
-        if cancel is not None and cancel.is_set():
-            raise ReadCancelled
-        n = os.readv(fd, [view])
-        if n == 0:
-            break
-        chunk = view[:n]
-        for hasher in hashers:
-            hasher.update(chunk)
-        for (start, stop), part in zip(ranges, parts, strict=True):
-            lo, hi = max(start, done), min(stop, done + n)
-            if lo < hi:
-                part += chunk[lo - done : hi - done]
-        done += n
-        if done > size:
-            raise FileChangedError(errno.EIO, f"file grew while read (expected {size} bytes)")
+    with read_ahead.borrowed() as ahead, closing(ahead.blocks(fd, size)) as blocks:
+        for chunk in blocks:
+            if cancel is not None and cancel.is_set():
+                raise ReadCancelled
+            n = len(chunk)
+            for update in updates:
+                update(chunk)
+            for (start, stop), part in zip(ranges, parts, strict=True):
+                lo, hi = max(start, done), min(stop, done + n)
+                if lo < hi:
+                    part += chunk[lo - done : hi - done]
+            done += n
+            if done > size:
+                raise FileChangedError(errno.EIO, f"file grew while read (expected {size} bytes)")
     if done != size:
         raise FileChangedError(errno.EIO, f"file changed size while read ({done} of {size} bytes)")
     found = {k: h.digest() for k, h in zip(whole, hashers, strict=True)}
