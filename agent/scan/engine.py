@@ -4,14 +4,18 @@ One thread walks (``walker``) and hands out batches of one directory's files; ``
 open, read and hash each file of a batch in one tight loop (``dir_fd``-relative opens; hashlib and
 blake3 release the GIL on large buffers, so reading one file overlaps hashing another). With one
 worker the walking thread reads the batches itself: passing the GIL between two threads around every
-system call cost more than the reading of small files. A worker keeps the digests of up to 256 read
-files and looks them up together (``ContrabandFilter.lookup_many``: one vectorised probe per set),
-before it waits for more work, and at once after a file of 1 MiB or more. A progress thread sends
-``ScanProgress`` every 0.25 s. Each regular file is opened once; its first pass computes exactly
-``ScanPlan.first_pass_kinds`` in one read, then its size is checked again with ``fstat``; in ``auto``
-mode a sample hit is confirmed by reading the file whole for the whole-file kinds of the covering
-sets (the only case where bytes of a file are read twice: its 12 KiB of samples), so while that can
-happen the descriptors of files waiting for their lookup stay open (at most 64 over all workers).
+system call cost more than the reading of small files. With several workers asked for (not the
+default) and files read only once (no confirmation pending on an open descriptor), ``workers - 1``
+reader processes (``reader_processes``) read whole batches and the walking thread reads when they
+are all busy; it looks their digests up and counts their outcomes (``worker_state.account``). A
+worker keeps the digests of up to 256 read files and looks them up together
+(``ContrabandFilter.lookup_many``: one vectorised probe per set), before it waits for more work,
+and at once after a file of 1 MiB or more. A progress thread sends ``ScanProgress`` every 0.25 s. Each regular file is opened once; its
+first pass computes exactly ``ScanPlan.first_pass_kinds`` in one read, then its size is checked
+again with ``fstat``; in ``auto`` mode a sample hit is confirmed by reading the file whole for the
+whole-file kinds of the covering sets (the only case where bytes of a file are read twice: its
+12 KiB of samples), so while that can happen the descriptors of files waiting for their lookup stay
+open (at most 64 over all workers).
 
 Example::
 
@@ -54,7 +58,8 @@ from agent.scan.reader import (
     read_digests,
     read_rest,
 )
-from agent.scan.report import Counts, Hit, Problem, ScanReport, Timings, verdict_of
+from agent.scan.reader_processes import ReaderPool
+from agent.scan.report import Hit, Problem, ScanReport, Timings, verdict_of
 from agent.scan.walker import (
     BATCH_FILES,
     SHARED_BATCH_FILES,
@@ -63,7 +68,17 @@ from agent.scan.walker import (
     errno_code,
     os_reason,
 )
-from agent.scan.worker_state import PendingLookups, WorkerTally, check_unchanged, internal_error
+from agent.scan.worker_state import (
+    Outcome,
+    PendingLookups,
+    ProcessFeed,
+    WorkerTally,
+    account,
+    check_unchanged,
+    internal_error,
+    progress_of,
+    totals_of,
+)
 from filters.digests import FileChangedError
 from filters.errors import UsageError
 from filters.model import ContrabandFilter, SetMatch
@@ -74,6 +89,7 @@ MAX_WORKERS = 64
 FLUSH_FILES = 256  # files read before their digests are looked up together (one numpy pass)
 FLUSH_SIZE = 1 << 20  # a file this large is looked up at once (its read dwarfs the lookup)
 OPEN_FILES = 64  # at most this many descriptors kept open for confirmation, over all workers
+READING_THREADS = 1  # with reader processes: workers = processes + this (the walking thread reads too)
 
 
 class Scanner:
@@ -125,7 +141,17 @@ class _Run:
         self.stop = threading.Event()  # cancel, or first priority hit with stop_at_first_priority
         self.stopped_at_priority = False
         self.queue: queue.Queue[Batch | None] = queue.Queue(maxsize=2 * self.workers)
-        self.walker = TreeWalker(self, BATCH_FILES if self.workers == 1 else SHARED_BATCH_FILES)
+        # Several workers, files read once, default reading: reader processes (reader_processes).
+        self.keep_open = self.plan.may_read_again()
+        default_io = scanner.opener is open_regular and scanner.reader is read_digests
+        # Only when asked for (--workers N): the daemon's default keeps threads until reader
+        # processes are measured on a Pi under the hardened unit (docs/performance.md).
+        asked = scanner.workers is not None
+        use_processes = asked and self.workers >= 2 and not self.keep_open and default_io
+        self.processes = self.workers - READING_THREADS if use_processes else 0
+        self.feed: ProcessFeed | None = None
+        alone = self.workers == 1 or use_processes  # the walking thread reads (besides processes)
+        self.walker = TreeWalker(self, BATCH_FILES if alone else SHARED_BATCH_FILES)
         self.tallies = [WorkerTally() for _ in range(self.workers)]
         self.event_lock = threading.Lock()
         self.event_errors: list[str] = []
@@ -134,18 +160,20 @@ class _Run:
         self.first_priority_hit: float | None = None
         # Files are looked up in batches; while a sample hit may need its file read again, their
         # descriptors stay open until then, so fewer of them wait (open files: workers x this).
-        self.keep_open = self.plan.may_read_again()
         self.flush_files = max(1, OPEN_FILES // self.workers) if self.keep_open else FLUSH_FILES
         # One worker: the walking thread reads the files itself, between listings. Handing batches
         # to another thread costs more than reading small files: the two threads would pass the GIL
         # back and forth around every system call.
-        self.inline = PendingLookups() if self.workers == 1 else None
+        self.inline = PendingLookups() if alone else None
         # The digests of a small file's bytes (used when the first pass reads files whole).
         self.digest_buffer = buffer_digester(self.plan.first_pass_kinds)
 
     # WalkSink
     def submit(self, batch: Batch) -> None:
-        if self.inline is None:
+        if self.feed is not None:
+            if not self.feed.submit(batch):
+                self.walker.release(batch.directory)
+        elif self.inline is None:
             self.queue.put(batch)
         else:
             self.take(self.tallies[0], batch, self.inline)
@@ -159,7 +187,19 @@ class _Run:
     def stopped(self) -> bool:
         if self.scanner.cancel.is_set():
             self.stop.set()
+        if self.stop.is_set() and self.feed is not None:
+            self.feed.pool.cancel()
         return self.stop.is_set()
+
+    def apply(self, batch: Batch, outcomes: list[Outcome]) -> None:  # ProcessFeed: a process read
+        pending = self.inline
+        assert pending is not None
+        try:
+            largest = account(self.tallies[0], pending, batch.directory.prefix, batch.files, outcomes)
+        finally:
+            self.walker.release(batch.directory)
+        if len(pending.paths) >= self.flush_files or largest >= FLUSH_SIZE:
+            self.flush(self.tallies[0], pending)
 
     def run(self) -> ScanReport:
         wall = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -179,6 +219,11 @@ class _Run:
         for thread in [*threads, ticker]:
             thread.start()
         walk_s: float | None = None
+        if self.processes and self.inline is not None:
+            tally, pending = self.tallies[0], self.inline
+            read_inline = lambda batch: self.scan_batch(tally, batch, pending)  # noqa: E731
+            pool = ReaderPool(self.processes)
+            self.feed = ProcessFeed(pool, self.plan.first_pass_kinds, read_inline, self.apply, self.stopped)
         try:
             self.walker.walk(self.roots)
             walk_s = time.monotonic() - self.started
@@ -186,6 +231,9 @@ class _Run:
             self.scanner.cancel.set()  # report what was done: verdict incomplete unless a match
             self.stop.set()
         finally:
+            if self.feed is not None:
+                with self.feed.pool:
+                    self.feed.drain(lambda: self.flush(self.tallies[0], pending))
             if self.inline is not None:
                 self.flush(self.tallies[0], self.inline)
             for _ in threads:
@@ -213,31 +261,7 @@ class _Run:
             self.emit(self.progress())
 
     def progress(self) -> ScanProgress:
-        walk = self.walker.tally
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        walk_done = walk.done  # read first: files_seen is final when it is True
-        files_found = walk.files_seen
-        files_done = sum(t.files_done for t in self.tallies)
-        bytes_read = sum(t.bytes_read for t in self.tallies)
-        hits = [h for t in self.tallies for h in list(t.hits)]
-        # Sizes are known once files are opened: what is left to read is estimated from the bytes
-        # read per file so far (exact when every file is done).
-        left = max(0, files_found - files_done)
-        bytes_to_read = bytes_read + (left * bytes_read // files_done if files_done else 0)
-        return ScanProgress(
-            elapsed_s=elapsed,
-            files_found=files_found,
-            bytes_found=sum(t.bytes_seen for t in self.tallies),
-            bytes_to_read=bytes_to_read,
-            walk_done=walk_done,
-            files_done=files_done,
-            bytes_read=bytes_read,
-            hits=len(hits),
-            priority_hits=sum(h.priority for h in hits),
-            errors=len(walk.errors) + sum(len(t.errors) for t in self.tallies),
-            bytes_per_s=bytes_read / elapsed,
-            files_per_s=files_done / elapsed,
-        )
+        return progress_of(self.walker.tally, self.tallies, time.monotonic() - self.started)
 
     def work(self, tally: WorkerTally) -> None:
         pending = PendingLookups()
@@ -424,28 +448,7 @@ class _Run:
         self.emit(ScanHit(hit, now))
 
     def report(self, wall: str, walk_s: float | None) -> ScanReport:
-        walk = self.walker.tally
-        counts = Counts(
-            directories=walk.directories,
-            files_seen=walk.files_seen,
-            bytes_seen=sum(t.bytes_seen for t in self.tallies),
-            files_empty=sum(t.files_empty for t in self.tallies),
-        )
-        hits: list[Hit] = []
-        errors, skipped = list(walk.errors), list(walk.skipped)
-        for t in self.tallies:
-            counts.files_read += t.files_read
-            counts.files_confirmed += t.files_confirmed
-            counts.files_not_scanned += t.files_not_scanned
-            counts.bytes_read += t.bytes_read
-            hits += t.hits
-            errors += t.errors
-            skipped += t.skipped
-        for problems, by_code in ((errors, counts.errors), (skipped, counts.skipped)):
-            problems.sort()
-            for p in problems:
-                by_code[p.code] = by_code.get(p.code, 0) + 1
-        hits.sort(key=lambda h: h.path)
+        counts, hits, errors, skipped = totals_of(self.walker.tally, self.tallies)
         cancelled = self.scanner.cancel.is_set()
         complete = not (errors or cancelled or self.stopped_at_priority or counts.files_not_scanned)
         complete = complete and walk_s is not None

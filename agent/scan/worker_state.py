@@ -1,12 +1,27 @@
-"""What one scan worker keeps: its counts and results, and the files waiting for their lookup."""
+"""What one scan worker keeps: its counts and results, and the files waiting for their lookup; with
+reader processes, the batches handed to them (``ProcessFeed``) and how their outcomes are counted."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from agent.scan.report import Hit, Problem
+from agent.scan.events import ScanProgress
+from agent.scan.report import Counts, Hit, Problem
+from agent.scan.walker import Batch, WalkTally
 from filters.digests import FileChangedError
+
+if TYPE_CHECKING:
+    from agent.scan.reader_processes import ReaderPool
+
+# The outcome of one file read by a reader process, a tuple tagged: (OK, size, digests, bytes_read),
+# (EMPTY, 0), (SKIPPED or ERROR, code, reason, size seen), (NOT_SCANNED, size seen).
+OK, EMPTY, SKIPPED, ERROR, NOT_SCANNED = range(5)
+Outcome = tuple[Any, ...]
+MAX_PATH = 4000  # a longer folder path is read by the walking thread (through its descriptor)
+INLINE_FILES = 16  # files the walking thread reads before it looks for a free process again
 
 
 @dataclass
@@ -42,10 +57,157 @@ class PendingLookups:
         return taken
 
 
+def progress_of(walk: WalkTally, tallies: Sequence[WorkerTally], elapsed: float) -> ScanProgress:
+    """Progress from the walk's and the workers' tallies (read while they are written)."""
+    elapsed = max(elapsed, 1e-9)
+    walk_done = walk.done  # read first: files_seen is final when it is True
+    files_found = walk.files_seen
+    files_done = sum(t.files_done for t in tallies)
+    bytes_read = sum(t.bytes_read for t in tallies)
+    hits = [h for t in tallies for h in list(t.hits)]
+    # Sizes are known once files are opened: what is left to read is estimated from the bytes
+    # read per file so far (exact when every file is done).
+    left = max(0, files_found - files_done)
+    bytes_to_read = bytes_read + (left * bytes_read // files_done if files_done else 0)
+    return ScanProgress(
+        elapsed_s=elapsed,
+        files_found=files_found,
+        bytes_found=sum(t.bytes_seen for t in tallies),
+        bytes_to_read=bytes_to_read,
+        walk_done=walk_done,
+        files_done=files_done,
+        bytes_read=bytes_read,
+        hits=len(hits),
+        priority_hits=sum(h.priority for h in hits),
+        errors=len(walk.errors) + sum(len(t.errors) for t in tallies),
+        bytes_per_s=bytes_read / elapsed,
+        files_per_s=files_done / elapsed,
+    )
+
+
+def totals_of(
+    walk: WalkTally, tallies: Sequence[WorkerTally]
+) -> tuple[Counts, list[Hit], list[Problem], list[Problem]]:
+    """The counts, hits, errors and skipped entries of a scan (sorted: the same for any workers)."""
+    counts = Counts(directories=walk.directories, files_seen=walk.files_seen)
+    hits: list[Hit] = []
+    errors, skipped = list(walk.errors), list(walk.skipped)
+    for t in tallies:
+        counts.bytes_seen += t.bytes_seen
+        counts.files_empty += t.files_empty
+        counts.files_read += t.files_read
+        counts.files_confirmed += t.files_confirmed
+        counts.files_not_scanned += t.files_not_scanned
+        counts.bytes_read += t.bytes_read
+        hits += t.hits
+        errors += t.errors
+        skipped += t.skipped
+    for problems, by_code in ((errors, counts.errors), (skipped, counts.skipped)):
+        problems.sort()
+        for p in problems:
+            by_code[p.code] = by_code.get(p.code, 0) + 1
+    hits.sort(key=lambda h: h.path)
+    return counts, hits, errors, skipped
+
+
+def internal_reason(err: Exception) -> str:
+    return f"internal error: {type(err).__name__}: {err}"
+
+
 def internal_error(path: bytes, err: Exception) -> Problem:
-    return Problem(path, f"internal error: {type(err).__name__}: {err}", "internal")
+    return Problem(path, internal_reason(err), "internal")
 
 
 def check_unchanged(fd: int, size: int) -> None:
     if os.fstat(fd).st_size != size:
         raise FileChangedError(5, f"file changed size while read (was {size} bytes)")
+
+
+def account(
+    tally: WorkerTally,
+    pending: PendingLookups,
+    prefix: bytes,
+    names: Sequence[bytes],
+    outcomes: Sequence[Outcome],
+) -> int:
+    """Count outcomes as ``Engine.scan_batch`` counts its files; read files join ``pending``.
+    Returns the size of the largest file read (the caller decides whether to look them up now)."""
+    paths, sizes, digests = pending.paths, pending.sizes, pending.digests
+    seen = read = largest = 0
+    for name, outcome in zip(names, outcomes, strict=True):
+        tag = outcome[0]
+        if tag == OK:
+            _, size, found, bytes_read = outcome
+            seen += size
+            read += bytes_read
+            paths.append(prefix + name)
+            sizes.append(size)
+            digests.append(found)
+            largest = max(largest, size)
+            continue
+        if tag == NOT_SCANNED:
+            seen += outcome[1]
+            tally.files_not_scanned += 1
+            continue
+        if tag == EMPTY:
+            tally.files_empty += 1
+        else:
+            _, code, reason, size = outcome
+            seen += size
+            (tally.skipped if tag == SKIPPED else tally.errors).append(Problem(prefix + name, reason, code))
+        tally.files_done += 1
+    tally.bytes_seen += seen
+    tally.bytes_read += read
+    return largest
+
+
+class ProcessFeed:
+    """The walking thread's side: each batch goes to a process with room for it; when all are
+    full the walking thread reads ``INLINE_FILES`` of it itself (``read_inline``) and tries again.
+    Answers are counted with ``apply``; ``drain`` waits for the last ones (``idle`` before waiting)."""
+
+    def __init__(
+        self,
+        pool: ReaderPool,
+        kinds: Sequence[str],
+        read_inline: Callable[[Batch], None],
+        apply: Callable[[Batch, list[Outcome]], None],
+        stopped: Callable[[], bool],
+    ) -> None:
+        self.pool, self.kinds = pool, tuple(kinds)
+        self.read_inline, self.apply, self.stopped = read_inline, apply, stopped
+        self.sent: dict[int, Batch] = {}
+        self.cwd = os.getcwdb()  # relative roots: a process opens folders by absolute path
+
+    def submit(self, batch: Batch) -> bool:
+        """True when (the rest of) ``batch`` went to a process, which then owns it."""
+        self.receive(0)
+        directory, files = batch.directory, batch.files
+        prefix = directory.prefix
+        path = prefix if prefix.startswith(b"/") else self.cwd + b"/" + prefix
+        ident: tuple[int, int] | None = None
+        while files and len(path) <= MAX_PATH:
+            if ident is None:
+                info = os.fstat(directory.fd)
+                ident = (info.st_dev, info.st_ino)
+            token = self.pool.send(path, ident, files, self.kinds)
+            if token is not None:
+                self.sent[token] = Batch(directory, files)
+                return True
+            self.read_inline(Batch(directory, files[:INLINE_FILES]))
+            files = files[INLINE_FILES:]
+            self.receive(0)
+        if files:
+            self.read_inline(Batch(directory, files))
+        return False
+
+    def receive(self, timeout: float) -> None:
+        for token, outcomes in self.pool.collect(timeout):
+            self.apply(self.sent.pop(token), outcomes)
+
+    def drain(self, idle: Callable[[], None]) -> None:
+        while self.sent:
+            if self.stopped():
+                self.pool.cancel()
+            idle()
+            self.receive(0.05)

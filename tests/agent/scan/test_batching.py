@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.scan import Scanner
+from agent.scan.reader_processes import close_idle
 
 from .conftest import FilterFactory, write_random
 
@@ -25,8 +26,11 @@ def test_hits_among_many_small_files(tmp_path: Path, filters: FilterFactory, mod
     files.append(write_random(root / "app" / "big.mp4", 1_500_000, 9999))
     known = [files[0], files[299], files[599], files[-1]]
     f = filters.make(known, ("sample", "blake3"))
+    Scanner([f], mode=mode, workers=workers).scan([root])  # type: ignore[arg-type]
+    close_idle()  # reader processes wait for the next scan; the forkserver stays (not counted)
     before = _open_fds()
     report = Scanner([f], mode=mode, workers=workers).scan([root])  # type: ignore[arg-type]
+    close_idle()
     assert _open_fds() == before
     assert report.verdict == "priority_match"
     assert [h.path for h in report.hits] == sorted(os.fsencode(p) for p in known)

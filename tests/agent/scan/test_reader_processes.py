@@ -1,0 +1,274 @@
+"""Reader processes: the same reports as the threads and the inline path (hostile entries included),
+each file read once with the same checks, a killed process gives errors (never a hang), cancel."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.scan import Scanner, ScanReport, worker_state
+from agent.scan import engine as engine_module
+from agent.scan import walker as walker_module
+from agent.scan.reader_processes import ReaderPool, _SharedFlag, close_idle, read_folder
+from agent.scan.worker_state import EMPTY, ERROR, NOT_SCANNED, OK, SKIPPED, Outcome
+from filters.model import ContrabandFilter
+
+from .conftest import FilterFactory, write_random
+
+TIMEOUT = 30.0
+
+
+def warm(processes: int) -> None:
+    """Start ``processes`` reader processes and leave them idle: the next scan uses them at once."""
+    pool = ReaderPool(processes)
+    try:
+        assert pool.ready(TIMEOUT) == processes
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def applied(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The number of files of each batch a process read (counted by the engine)."""
+    counts: list[int] = []
+    real = worker_state.account
+
+    def account(*args: Any) -> int:
+        counts.append(len(args[3]))
+        return int(real(*args))
+
+    monkeypatch.setattr(engine_module, "account", account)
+    yield counts
+    close_idle()
+
+
+def scan(f: ContrabandFilter, root: Path, workers: int, **kw: Any) -> ScanReport:
+    """A scan in another thread (the forkserver is used from a thread), never waited for forever."""
+    result: list[ScanReport] = []
+    thread = threading.Thread(
+        target=lambda: result.append(Scanner([f], mode="full", workers=workers, **kw).scan([root]))
+    )
+    thread.start()
+    thread.join(TIMEOUT)
+    assert not thread.is_alive(), "scan hung"
+    return result[0]
+
+
+def hostile_tree(root: Path, outside: Path) -> list[Path]:
+    files = [write_random(root / f"d{i % 4}" / "sub" / f"{i:03d}.dat", 1 + i * 101, i) for i in range(90)]
+    files.append(write_random(root / "DCIM" / "IMG_0001.JPG", 1_200_000, 7))  # streamed (> 1 MiB)
+    (root / "d0" / "empty").write_bytes(b"")
+    os.mkfifo(root / "d1" / "fifo")
+    (root / "d2" / "link.jpg").symlink_to(files[0])
+    (root / "d2" / "outside").symlink_to(outside)
+    unreadable = write_random(root / "d3" / "unreadable", 100, 5)
+    unreadable.chmod(0)  # (readable anyway as root)
+    for name in (b"new\nline", b"esc\x1b[31m", b"bad\xff\xfeutf8"):
+        with open(os.path.join(os.fsencode(root / "d3"), name), "wb") as out:
+            out.write(name * 50)
+    return files
+
+
+def test_reports_are_identical_for_1_2_and_3_workers(
+    tmp_path: Path, filters: FilterFactory, applied: list[int]
+) -> None:
+    root = tmp_path / "device"
+    outside = write_random(tmp_path / "outside" / "known.jpg", 3000, 1)
+    files = hostile_tree(root, outside)
+    f = filters.make([files[3], files[-1], outside], ("md5", "blake3"))
+    documents = []
+    for workers in (1, 2, 3):
+        if workers > 1:
+            warm(workers - 1)
+        applied.clear()
+        report = scan(f, root, workers)
+        assert report.counts.files_seen == 91 + 1 + 1 + 3
+        assert bool(applied) == (workers > 1)  # processes read (all or some) files
+        documents.append(report.to_json(timings=False))
+    assert documents[0] == documents[1] == documents[2]
+    report = scan(f, root, 3)
+    assert [h.path for h in report.hits] == sorted(os.fsencode(p) for p in (files[3], files[-1]))
+    skipped = {os.path.basename(p.path): p.code for p in report.skipped}
+    assert skipped == {b"fifo": "fifo", b"link.jpg": "symlink", b"outside": "symlink"}
+    if os.geteuid() != 0:
+        assert [(os.path.basename(p.path), p.code) for p in report.errors] == [(b"unreadable", "EACCES")]
+        assert report.verdict == "priority_match" and not report.complete
+    else:
+        assert report.complete and not report.errors and report.counts.files_read == 95
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_file_replaced_after_listing_gives_the_same_outcome(
+    tmp_path: Path, filters: FilterFactory, monkeypatch: pytest.MonkeyPatch, applied: list[int], workers: int
+) -> None:
+    """As tests/agent/scan/test_small_files.py does for the inline path: listed as regular files,
+    then a FIFO, a symlink to known material, a folder and nothing before a process opens them."""
+    root = tmp_path / "device"
+    known = write_random(tmp_path / "outside" / "known.jpg", 5000, 1)
+    for name in ("fifo", "link", "folder", "gone", "plain"):
+        write_random(root / name, 100, len(name))
+    original = walker_module.TreeWalker._add_files
+
+    def swap(self: walker_module.TreeWalker, directory: Any, files: list[bytes], klass: int) -> None:
+        if b"fifo" in files:
+            for name in ("fifo", "link", "folder", "gone"):
+                (root / name).unlink()
+            os.mkfifo(root / "fifo")
+            (root / "link").symlink_to(known)
+            (root / "folder").mkdir()
+        original(self, directory, files, klass)
+
+    monkeypatch.setattr(walker_module.TreeWalker, "_add_files", swap)
+    warm(workers - 1)
+    report = scan(filters.make([known], ("md5",)), root, workers)
+    assert applied == [5]  # the whole batch went to a process
+    assert report.verdict == "incomplete" and not report.hits
+    assert report.counts.files_seen == 5 and report.counts.files_read == 1
+    skipped = {os.path.basename(p.path): p.code for p in report.skipped}
+    assert skipped == {b"fifo": "changed_type", b"link": "symlink", b"folder": "changed_type"}
+    assert [(os.path.basename(p.path), p.code) for p in report.errors] == [(b"gone", "ENOENT")]
+
+
+def test_read_folder_outcomes_and_folder_checks(tmp_path: Path) -> None:
+    folder = tmp_path / "folder"
+    write_random(folder / "a", 10, 1)
+    (folder / "empty").write_bytes(b"")
+    os.mkfifo(folder / "fifo")
+    (folder / "link").symlink_to(folder / "a")
+    (folder / "dir").mkdir()
+    names = [b"a", b"empty", b"fifo", b"link", b"dir", b"gone"]
+    info = os.stat(folder)
+    ident = (info.st_dev, info.st_ino)
+    raw = multiprocessing.get_context("forkserver").RawValue("b", 0)
+    cancel = _SharedFlag(raw)
+    path = os.fsencode(folder)
+    outcomes = read_folder(path, ident, names, ("md5",), cancel)
+    tags = [(o[0], o[1]) if o[0] in (SKIPPED, ERROR) else o[0] for o in outcomes]
+    assert tags == [OK, EMPTY, (SKIPPED, "changed_type"), (SKIPPED, "symlink"), (SKIPPED, "changed_type"),
+                    (ERROR, "ENOENT")]  # fmt: skip
+    assert outcomes[0][1] == 10 and outcomes[0][3] == 10 and set(outcomes[0][2]) == {"md5"}
+
+    def changed(out: list[Outcome]) -> list[tuple[int, str]]:
+        return [(o[0], o[1]) for o in out]
+
+    assert (
+        changed(read_folder(path, (ident[0], ident[1] + 1), names, ("md5",), cancel))
+        == [(ERROR, "changed")] * 6
+    )
+    assert changed(read_folder(path + b"/a", ident, names, ("md5",), cancel)) == [(ERROR, "changed")] * 6
+    assert changed(read_folder(path + b"/no", ident, names, ("md5",), cancel)) == [(ERROR, "ENOENT")] * 6
+    raw.value = 1
+    assert read_folder(path, ident, names, ("md5",), cancel) == [(NOT_SCANNED, 0)] * 6
+
+
+def test_a_killed_reader_process_gives_errors_not_a_hang(
+    tmp_path: Path, filters: FilterFactory, monkeypatch: pytest.MonkeyPatch, applied: list[int]
+) -> None:
+    root = tmp_path / "device"
+    for i in range(60):
+        write_random(root / f"d{i % 3}" / f"{i:03d}.dat", 100 + i, i)
+    warm(1)
+    killed: list[int] = []
+    real_send = ReaderPool.send
+
+    def send_then_kill(self: ReaderPool, *args: Any) -> int | None:
+        pids = [r.process.pid for r in self._ready]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)  # cannot answer before it dies
+        token = real_send(self, *args)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        return token
+
+    monkeypatch.setattr(ReaderPool, "send", send_then_kill)
+    outside = write_random(tmp_path / "outside" / "known", 100, 1000)
+    report = scan(filters.make([outside], ("md5",)), root, 2)
+    assert killed and report.verdict == "incomplete" and not report.complete
+    assert report.errors and {p.code for p in report.errors} == {"internal"}
+    assert all("reader process ended (exit code -9)" in p.reason for p in report.errors)
+    counts = report.counts
+    assert counts.files_read + len(report.errors) == counts.files_seen == 60  # the others read inline
+    assert not multiprocessing.active_children()
+
+
+def test_cancel_stops_the_processes(
+    tmp_path: Path, filters: FilterFactory, monkeypatch: pytest.MonkeyPatch, applied: list[int]
+) -> None:
+    root = tmp_path / "device"
+    files = [write_random(root / f"d{i % 20}" / f"{i:04d}.dat", 100, i) for i in range(2000)]
+    cancel = threading.Event()
+    real = getattr(engine_module, "account")  # noqa: B009 (the counting one of ``applied``)
+
+    def account_then_cancel(*args: Any) -> int:
+        cancel.set()
+        return int(real(*args))
+
+    monkeypatch.setattr(engine_module, "account", account_then_cancel)
+    warm(2)
+    report = scan(filters.make(files[:1], ("md5",)), root, 3, cancel=cancel)
+    assert report.cancelled and report.verdict in ("incomplete", "priority_match") and not report.complete
+    counts = report.counts
+    assert counts.files_read < 2000 and not report.errors
+    assert counts.files_not_scanned and counts.files_read + counts.files_not_scanned <= counts.files_seen
+
+
+def test_processes_are_reused_then_closed(tmp_path: Path, filters: FilterFactory) -> None:
+    close_idle()
+    warm(2)
+    assert len(multiprocessing.active_children()) == 2
+    root = tmp_path / "device"
+    files = [write_random(root / f"{i:03d}.dat", 100, i) for i in range(50)]
+    report = scan(filters.make(files[:1], ("md5",)), root, 3)
+    assert report.complete and len(multiprocessing.active_children()) == 2
+    close_idle()
+    assert not multiprocessing.active_children()
+
+
+THREAD_SCRIPT = """
+import sys, threading
+from agent.scan import Scanner
+from agent.scan.reader_processes import ReaderPool, close_idle
+from filters.container import load_filter
+from filters.keys import TrustStore
+
+def scan():
+    pool = ReaderPool(1)  # the forkserver of this program starts here, in a thread
+    assert pool.ready(30.0) == 1
+    pool.close()
+    f = load_filter(sys.argv[1], TrustStore.from_paths([sys.argv[2]]))
+    report = Scanner([f], mode="full", workers=2).scan([sys.argv[3]])
+    print(report.verdict, report.counts.files_read, flush=True)
+    close_idle()
+
+if __name__ == "__main__":
+    thread = threading.Thread(target=scan)
+    thread.start()
+    thread.join()
+"""
+
+
+def test_the_forkserver_starts_from_a_thread(tmp_path: Path, filters: FilterFactory) -> None:
+    """A fresh program whose first scan runs in a thread (as the daemon's bay workers do)."""
+    root = tmp_path / "device"
+    files = [write_random(root / f"{i:03d}.dat", 100 + i, i) for i in range(40)]
+    script = tmp_path / "scan_in_thread.py"
+    script.write_text(THREAD_SCRIPT)
+    ftf = filters.path(files[:1], ("md5",))
+    repo = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run(
+        [sys.executable, str(script), str(ftf), str(filters.pub_path), str(root)],
+        capture_output=True, text=True, timeout=TIMEOUT, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["priority_match", "40"]
