@@ -10,12 +10,12 @@ reader processes (``reader_processes``) read whole batches and the walking threa
 are all busy; it looks their digests up and counts their outcomes (``worker_state.account``). A
 worker keeps the digests of up to 256 read files and looks them up together
 (``ContrabandFilter.lookup_many``: one vectorised probe per set), before it waits for more work,
-and at once after a file of 1 MiB or more. A progress thread sends ``ScanProgress`` every 0.25 s. Each regular file is opened once; its
-first pass computes exactly ``ScanPlan.first_pass_kinds`` in one read, then its size is checked
-again with ``fstat``; in ``auto`` mode a sample hit is confirmed by reading the file whole for the
-whole-file kinds of the covering sets (the only case where bytes of a file are read twice: its
-12 KiB of samples), so while that can happen the descriptors of files waiting for their lookup stay
-open (at most 64 over all workers).
+and at once after a file of 1 MiB or more. A progress thread sends ``ScanProgress`` every 0.25 s.
+Each regular file is opened once; its first pass computes exactly ``ScanPlan.first_pass_kinds`` in
+one read, then its size is checked again with ``fstat``; in ``auto`` mode a sample hit is confirmed
+by reading the file whole for the whole-file kinds of the covering sets (the only case where bytes
+of a file are read twice: its 12 KiB of samples), so while that can happen the descriptors of files
+waiting for their lookup stay open (at most 64 over all workers).
 
 Example::
 
