@@ -14,6 +14,7 @@ import pytest
 
 from agent.cli import main
 from agent.demo.images import PartitionSpec, make_disk_image, missing_tools
+from agent.scan import engine
 from filters.builder import FilterBuilder
 from filters.container import write_filter
 from filters.digests import digest_path
@@ -162,3 +163,54 @@ def test_devices_lists_and_watches(
     finally:
         watcher.kill()
         watcher.wait()
+
+
+def test_reader_processes_read_real_mounts_like_one_worker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--workers 3 (reader processes: a whole-file filter, nothing to confirm) on real read-only
+    mounts, a kernel ext4 and a FUSE vfat partition: the same report as one worker, nothing written."""
+    if missing_tools(["vfat"]):
+        pytest.skip("needs mtools and dosfstools")
+    files = {f"DCIM/Camera/IMG_{i:04d}.jpg": os.urandom(3_000 + 997 * i) for i in range(60)}
+    files["Download/big.bin"] = os.urandom(3 << 20)
+    known = files["DCIM/Camera/IMG_0042.jpg"]
+    (tmp_path / "known.bin").write_bytes(known)
+    key, public = generate_key_pair(tmp_path / "lab")
+    builder = FilterBuilder(name="whole-file only")
+    builder.add(DigestEntry("md5", digest_path(tmp_path / "known.bin", ["md5"])["md5"], "known", "priority"))
+    write_filter(tmp_path / "md5.ftf", builder.build_unsigned(), load_private_key(key))
+    image = make_disk_image(
+        tmp_path / "fieldtriage-test-procs.img",
+        "dos",
+        [PartitionSpec("ext4", files), PartitionSpec("vfat", files)],
+    )
+    pools: list[int] = []
+
+    class CountedPool(engine.ReaderPool):
+        def __init__(self, count: int) -> None:
+            pools.append(count)
+            super().__init__(count)
+
+    monkeypatch.setattr(engine, "ReaderPool", CountedPool)
+    reports = {}
+    with evidence_loop(image) as evidence:
+        for workers in ("1", "3"):
+            status, report = run_scan(
+                capsys, "--filter", str(tmp_path / "md5.ftf"), "--trust", str(public),
+                "--workers", workers, "--device", evidence.path,
+            )  # fmt: skip
+            assert status == 1, report
+            scan = report["scan"]
+            assert isinstance(scan, dict)
+            reports[workers] = {k: scan[k] for k in ("verdict", "counts", "hits", "errors", "skipped")}
+        assert evidence.sectors_written() == 0
+    assert reports["1"] == reports["3"]
+    assert pools == [2], "--workers 3: one scan of both partitions with two reader processes"
+    hits = reports["1"]["hits"]
+    assert isinstance(hits, list)
+    assert sorted(h["path"].lower() for h in hits) == [
+        "p1/dcim/camera/img_0042.jpg",
+        "p2/dcim/camera/img_0042.jpg",
+    ]
+    assert leftovers(Path("/nonexistent")) == []
