@@ -35,6 +35,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from machine_info import cpu_model
@@ -183,6 +185,23 @@ def run_child(ftf: Path, pub: Path, root: Path, workers: int | None) -> dict[str
     return result
 
 
+def full_scan_time(ftf: Path, pub: Path, root: Path, workers: int | None) -> float:
+    return scan_time(ftf, pub, root, "full", workers)[0]
+
+
+def side_by_side(
+    ours: list[Callable[[], float]], theirs: Callable[[], float], repeat: int
+) -> tuple[list[float], float]:
+    """Best times of each of ``ours`` and of ``theirs``, run interleaved (this VM's speed drifts)."""
+    mine: list[list[float]] = [[] for _ in ours]
+    reference: list[float] = []
+    for _ in range(repeat):
+        for times, run in zip(mine, ours, strict=True):
+            times.append(run())
+        reference.append(theirs())
+    return [best(times) for times in mine], best(reference)
+
+
 def best(times: list[float]) -> float:
     return min(times)
 
@@ -196,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--among", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=None, help="default: the engine's choice")
     parser.add_argument("--repeat", type=int, default=2, help="warm runs per row (best is kept)")
+    parser.add_argument(
+        "--full-workers",
+        type=lambda text: [int(w) if w != "default" else None for w in text.split(",")],
+        default=None,
+        metavar="LIST",
+        help="full-mode rows for each of these worker counts, side by side (e.g. default,2)",
+    )
     parser.add_argument("--write-docs", action="store_true", help="write the table into docs/performance.md")
     usb_help = "only measure auto mode and md5sum on a loop device throttled to N MB/s (root)"
     parser.add_argument("--usb-mbps", type=float, default=None, metavar="N", help=usb_help)
@@ -225,46 +251,48 @@ def main(argv: list[str] | None = None) -> int:
     for root in trees.values():
         warm(root)
 
+    counts = args.full_workers or [args.workers]
     for kind, tool in (("blake3", "b3sum"), ("md5", "md5sum")):
-        ours = best(
-            [
-                scan_time(filters[kind], pub, trees["phone"], "full", args.workers)[0]
-                for _ in range(args.repeat)
-            ]
-        )
-        theirs = best([tool_time(tool, trees["phone"]) for _ in range(args.repeat)])
-        target = "\u2265 0.9x"
-        ratio = theirs / ours
-        rows.append(
-            (f"full, {kind} set, phone tree ({args.layout}) {phone_bytes / 1e9:.2f} GB, warm",
-             f"{phone_bytes / ours / 1e6:.0f} MB/s", f"{tool} {phone_bytes / theirs / 1e6:.0f} MB/s",
-             f"{ratio:.2f}x", target)
-        )  # fmt: skip
-        ours = best(
-            [
-                scan_time(filters[kind], pub, trees["small"], "full", args.workers)[0]
-                for _ in range(args.repeat)
-            ]
-        )
-        theirs = best([tool_time(tool, trees["small"]) for _ in range(args.repeat)])
-        rows.append(
-            (f"full, {kind} set, {small_files:,} small files, warm", f"{small_files / ours:,.0f} files/s",
-             f"{tool} {small_files / theirs:,.0f} files/s", f"{theirs / ours:.2f}x", "\u2265 0.8x")
-        )  # fmt: skip
+        for tree in ("phone", "small"):
+            root = trees[tree]
+            ours, theirs = side_by_side(
+                [partial(full_scan_time, filters[kind], pub, root, w) for w in counts],
+                partial(tool_time, tool, root),
+                args.repeat,
+            )
+            phone = tree == "phone"
+            label = (
+                f"phone tree ({args.layout}) {phone_bytes / 1e9:.2f} GB"
+                if phone
+                else f"{small_files:,} small files"
+            )
+            for w, mine in zip(counts, ours, strict=True):
+                who = f", workers {w or 'default'}" if args.full_workers else ""
+                if phone:
+                    speed, ref = phone_bytes / mine / 1e6, phone_bytes / theirs / 1e6
+                    speed_text, ref_text = f"{speed:.0f} MB/s", f"{tool} {ref:.0f} MB/s"
+                else:
+                    speed_text, ref_text = (
+                        f"{small_files / mine:,.0f} files/s",
+                        f"{tool} {small_files / theirs:,.0f} files/s",
+                    )
+                target = "\u2265 0.9x" if phone else "\u2265 0.8x"
+                ratio = f"{theirs / mine:.2f}x"
+                rows.append((f"full, {kind} set, {label}, warm{who}", speed_text, ref_text, ratio, target))
 
     cold = usb_throttle.drop_caches()
     auto = run_child(filters["covered"], pub, trees["phone"], args.workers)
     usb_throttle.drop_caches()
     md5_cold = tool_time("md5sum", trees["phone"])
     fraction = auto["read_bytes"] / phone_bytes
-    label = "cold" if cold else "WARM (could not drop caches)"
+    cache = "cold" if cold else "WARM (could not drop caches)"
     rows.append(
-        (f"auto, covered filter, phone tree ({args.layout}), bytes read ({label})",
+        (f"auto, covered filter, phone tree ({args.layout}), bytes read ({cache})",
          f"{auto['read_bytes'] / 1e6:.1f} MB ({fraction * 100:.2f}%)", f"tree {phone_bytes / 1e6:.0f} MB",
          f"{auto['verdict']}", "\u2264 2%")
     )  # fmt: skip
     rows.append(
-        (f"auto, covered filter, time to verdict ({label}; with interpreter start)",
+        (f"auto, covered filter, time to verdict ({cache}; with interpreter start)",
          f"{auto['elapsed']:.2f} s ({auto['since_exec']:.2f} s)", f"md5sum {md5_cold:.2f} s",
          f"{md5_cold / auto['elapsed']:.1f}x ({md5_cold / auto['since_exec']:.1f}x) shorter", "\u2265 20x")
     )  # fmt: skip
@@ -272,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     among_cold = run_child(filters["among"], pub, trees["among"], args.workers)
     among_warm = run_child(filters["among"], pub, trees["among"], args.workers)
     rows.append(
-        (f"first priority hit, 1 photo among {args.among:,} files, from filter load ({label})",
+        (f"first priority hit, 1 photo among {args.among:,} files, from filter load ({cache})",
          f"{among_cold['first_priority_hit']:.3f} s", f"warm {among_warm['first_priority_hit']:.3f} s",
          f"verdict in {among_cold['elapsed']:.2f} s", "< 1 s")
     )  # fmt: skip
@@ -511,10 +539,16 @@ def write_docs(about: str, table: str, auto: dict[str, float], args: argparse.Na
     )
     command = (
         f"python bench/bench_scan.py --scale {args.scale} --layout {args.layout} --small {args.small} "
-        f"--among {args.among}"
+        f"--among {args.among} --repeat {args.repeat}"
+        + (
+            f" --full-workers {','.join(str(w or 'default') for w in args.full_workers)}"
+            if args.full_workers
+            else ""
+        )
     )
     section = (
-        f"## Scanning\n\nMeasured with `{command}` (workers: {args.workers or 'engine default'}).\n\n"
+        f"## Scanning\n\nMeasured with `{command}` (other rows' workers: {args.workers or 'engine default'}; "
+        "warm rows: ours and the reference interleaved, best of each).\n\n"
         f"Machine: {about}.\n\n{table}\n\nBytes read in auto mode are the device reads of the scanning "
         f"process (`/proc/<pid>/io` `read_bytes`: {auto['read_bytes']:,}); its `rchar` (read system calls, "
         f"including the filter file and Python's own imports) was {auto['rchar']:,} and the engine's own "
