@@ -159,6 +159,7 @@ class BayWorker(threading.Thread):
                 workers=self.scan_config.workers or (1 if self.identity.rotational else None),
                 stop_at_first_priority=self.scan_config.stop_at_first_priority,
                 cancel=self.cancel,
+                reader_processes=bool(self.scan_config.workers),
             )
         try:
             mounted = self.mounter.mount(self.identity.devnode)

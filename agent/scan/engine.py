@@ -4,18 +4,18 @@ One thread walks (``walker``) and hands out batches of one directory's files; ``
 open, read and hash each file of a batch in one tight loop (``dir_fd``-relative opens; hashlib and
 blake3 release the GIL on large buffers, so reading one file overlaps hashing another). With one
 worker the walking thread reads the batches itself: passing the GIL between two threads around every
-system call cost more than the reading of small files. With several workers asked for (not the
-default) and files read only once (no confirmation pending on an open descriptor), ``workers - 1``
-reader processes (``reader_processes``) read whole batches and the walking thread reads when they
-are all busy; it looks their digests up and counts their outcomes (``worker_state.account``). A
-worker keeps the digests of up to 256 read files and looks them up together
-(``ContrabandFilter.lookup_many``: one vectorised probe per set), before it waits for more work,
-and at once after a file of 1 MiB or more. A progress thread sends ``ScanProgress`` every 0.25 s.
-Each regular file is opened once; its first pass computes exactly ``ScanPlan.first_pass_kinds`` in
-one read, then its size is checked again with ``fstat``; in ``auto`` mode a sample hit is confirmed
-by reading the file whole for the whole-file kinds of the covering sets (the only case where bytes
-of a file are read twice: its 12 KiB of samples), so while that can happen the descriptors of files
-waiting for their lookup stay open (at most 64 over all workers).
+system call cost more than the reading of small files. With several workers (unless
+``reader_processes=False``) and files read only once (no confirmation pending on an open
+descriptor), ``workers - 1`` reader processes (``reader_processes``) read whole batches and the
+walking thread reads when they are all busy; it looks their digests up and counts their outcomes
+(``worker_state.account``). A worker keeps the digests of up to 256 read files and looks them up
+together (``ContrabandFilter.lookup_many``: one vectorised probe per set), before it waits for more
+work, and at once after a file of 1 MiB or more. A progress thread sends ``ScanProgress`` every 0.25
+s. Each regular file is opened once; its first pass computes exactly ``ScanPlan.first_pass_kinds``
+in one read, then its size is checked again with ``fstat``; in ``auto`` mode a sample hit is
+confirmed by reading the file whole for the whole-file kinds of the covering sets (the only case
+where bytes of a file are read twice: its 12 KiB of samples), so while that can happen the
+descriptors of files waiting for their lookup stay open (at most 64 over all workers).
 
 Example::
 
@@ -96,7 +96,9 @@ class Scanner:
     """Scans folders (or files) with one or more filters; see the module docstring.
 
     ``cancel`` stops a scan from another thread (verdict ``incomplete`` unless something matched).
-    ``opener`` and ``reader`` replace ``reader.open_regular``/``read_digests`` (tests inject errors).
+    ``reader_processes=False`` keeps every worker a thread (the daemon, unless ``scan.workers`` is
+    set: reader processes are not yet measured under its sandbox). ``opener`` and ``reader`` replace
+    ``reader.open_regular``/``read_digests`` (tests inject errors).
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class Scanner:
         workers: int | None = None,
         stop_at_first_priority: bool = False,
         cancel: threading.Event | None = None,
+        reader_processes: bool = True,
         opener: Opener = open_regular,
         reader: Reader = read_digests,
     ) -> None:
@@ -116,6 +119,7 @@ class Scanner:
         self.workers = workers
         self.stop_at_first_priority = stop_at_first_priority
         self.cancel = cancel or threading.Event()
+        self.reader_processes = reader_processes
         self.opener = opener
         self.reader = reader
 
@@ -144,10 +148,8 @@ class _Run:
         # Several workers, files read once, default reading: reader processes (reader_processes).
         self.keep_open = self.plan.may_read_again()
         default_io = scanner.opener is open_regular and scanner.reader is read_digests
-        # Only when asked for (--workers N): the daemon's default keeps threads until reader
-        # processes are measured on a Pi under the hardened unit (docs/performance.md).
-        asked = scanner.workers is not None
-        use_processes = asked and self.workers >= 2 and not self.keep_open and default_io
+        allowed = scanner.reader_processes
+        use_processes = allowed and self.workers >= 2 and not self.keep_open and default_io
         self.processes = self.workers - READING_THREADS if use_processes else 0
         self.feed: ProcessFeed | None = None
         alone = self.workers == 1 or use_processes  # the walking thread reads (besides processes)

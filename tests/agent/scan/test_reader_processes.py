@@ -272,3 +272,27 @@ def test_the_forkserver_starts_from_a_thread(tmp_path: Path, filters: FilterFact
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["priority_match", "40"]
+
+
+def test_reader_processes_false_keeps_threads(
+    tmp_path: Path, filters: FilterFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's default (no ``scan.workers``): several workers stay threads, same report."""
+    pools: list[int] = []
+
+    class CountedPool(ReaderPool):
+        def __init__(self, count: int) -> None:
+            pools.append(count)
+            super().__init__(count)
+
+    monkeypatch.setattr(engine_module, "ReaderPool", CountedPool)
+    files = [write_random(tmp_path / "tree" / f"{i}.dat", 500 + i, i) for i in range(40)]
+    f = filters.make(files[:1], ("md5",))
+    threads = scan(f, tmp_path / "tree", 3, reader_processes=False)
+    assert pools == []
+    processes = scan(f, tmp_path / "tree", 3)
+    assert pools == [2]
+    close_idle()
+    assert threads.to_json()["hits"] == processes.to_json()["hits"]
+    assert threads.to_json()["counts"] == processes.to_json()["counts"]
+    assert threads.verdict == processes.verdict == "priority_match"
