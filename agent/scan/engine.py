@@ -193,11 +193,16 @@ class _Run:
             self.feed.pool.cancel()
         return self.stop.is_set()
 
-    def apply(self, batch: Batch, outcomes: list[Outcome]) -> None:  # ProcessFeed: a process read
+    def apply(self, batch: Batch, outcomes: list[Outcome] | None) -> None:  # ProcessFeed answers
+        """Count a process's outcomes; ``None``: its process died, so read the batch here."""
         pending = self.inline
         assert pending is not None
+        largest = 0
         try:
-            largest = account(self.tallies[0], pending, batch.directory.prefix, batch.files, outcomes)
+            if outcomes is None:
+                self.scan_batch(self.tallies[0], batch, pending)
+            else:
+                largest = account(self.tallies[0], pending, batch.directory.prefix, batch.files, outcomes)
         finally:
             self.walker.release(batch.directory)
         if len(pending.paths) >= self.flush_files or largest >= FLUSH_SIZE:

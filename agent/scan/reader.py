@@ -203,7 +203,7 @@ def _no_readahead(fd: int) -> None:
         pass  # only a hint
 
 
-def _stream_hasher(kind: str) -> Hasher:
+def stream_hasher(kind: str) -> Hasher:
     """BLAKE3 hashes a 1 MiB block on several threads (``b3sum`` does too); others on one."""
     if kind == "blake3":
         return blake3.blake3(max_threads=blake3.blake3.AUTO)
@@ -214,7 +214,7 @@ def _stream(
     fd: int, size: int, whole: list[str], want_sample: bool, cancel: threading.Event | None
 ) -> DigestResult:
     """A large file through the hashers while a reader thread fetches the next block."""
-    hashers = [_stream_hasher(k) for k in whole]
+    hashers = [stream_hasher(k) for k in whole]
     updates = [h.update for h in hashers]
     ranges = [(o, o + SAMPLE_CHUNK) for o in sample_offsets(size)] if want_sample else []
     parts = [bytearray() for _ in ranges]

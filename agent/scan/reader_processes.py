@@ -8,19 +8,24 @@ the forkserver up, runs in a background thread; later ones take ~2 ms). A proces
 (``O_DIRECTORY|O_NOFOLLOW``), checks it is the folder the walk listed, and reads each name with the
 calls and checks of ``Engine.scan_batch``: ``OPEN_FLAGS|O_NOATIME`` (EPERM: again without it),
 ``fstat`` type check (nothing but a regular file is read), size from that ``fstat``, one read of
-``size + 1`` hashed by ``buffer_digester`` (``read_digests`` above ``SMALL_FILE``), the ``fstat``
-size check; each file opened once. It answers ``(token, outcomes)``: one outcome per name, same order
-(``worker_state.OK``...). A folder not opened or not the one listed: every name an error; a process
-that dies: an ``internal`` error for every file it had; cancel: a shared byte read per file, files
-not read come back ``NOT_SCANNED``. The parent looks digests up and counts (``worker_state.account``),
-so reports do not depend on the number of processes. Processes exit when their pipe closes; those
-idle at the end of a scan serve the next one (``close_idle`` ends them).
+``size + 1`` hashed by ``buffer_digester`` up to ``SMALL_FILE``; a larger file is hashed through a
+read-only mapping (``mapped_digests``: no copy, as ``b3sum`` does); then the ``fstat`` size check;
+each file opened once (again only when its process died, below). It answers ``(token, outcomes)``:
+one outcome per name, same order (``worker_state.OK``...). A folder not opened or not the one
+listed: every name an error. A process that dies (an I/O error of the medium inside a mapping is a
+SIGBUS; or killed) loses its batches: the scanning thread reads them again with ``read``, where an
+I/O error is that file's ``EIO``. Cancel: a shared byte read per file (and per 16 MiB of a mapped
+file); files not read come back ``NOT_SCANNED``. The parent looks digests up and counts
+(``worker_state.account``), so reports do not depend on the number of processes. Processes exit when
+their pipe closes; those idle at the end of a scan serve the next one (``close_idle`` ends them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
+import mmap
 import multiprocessing
 import os
 import select
@@ -40,11 +45,19 @@ from agent.scan.reader import (
     buffer_digester,
     read_digests,
     read_rest,
+    stream_hasher,
 )
 from agent.scan.walker import DIR_FLAGS, errno_code, os_reason
 from agent.scan.worker_state import EMPTY, ERROR, NOT_SCANNED, OK, SKIPPED, Outcome, internal_reason
-from filters.digests import SAMPLE_KIND, FileChangedError
+from filters.digests import (
+    SAMPLE_CHUNK,
+    SAMPLE_KIND,
+    FileChangedError,
+    sample_digest_from_parts,
+    sample_offsets,
+)
 
+MAP_CHUNK = 16 << 20  # a mapped file is hashed this much at a time (cancel is checked between)
 IN_FLIGHT = 4  # batches sent to one process before its first answer (it never waits for the next)
 _READY = "ready"
 _server = threading.Event()  # a process was started: the forkserver of this program is running
@@ -110,6 +123,8 @@ def read_names(
                 if len(data) != size:
                     data = read_rest(fd, size, data)
                 found, bytes_read = digest_buffer(data), size
+            elif whole_file_first:
+                found, bytes_read = mapped_digests(fd, size, kinds, cancel)
             else:
                 found, bytes_read = read_digests(fd, size, kinds, cancel)  # type: ignore[arg-type]
             if fstat(fd).st_size != size:
@@ -126,6 +141,42 @@ def read_names(
         finally:
             close(fd)
     return outcomes
+
+
+def mapped_digests(
+    fd: int, size: int, kinds: Sequence[str], cancel: _SharedFlag
+) -> tuple[dict[str, bytes], int]:
+    """``read_digests`` of a large file through a read-only mapping: hashed in place, no copy.
+
+    Only in a reader process: an I/O error of the medium inside a mapped page (or the file
+    shrinking) is a SIGBUS, which ends this process; the scanning thread then reads its batch again
+    with ``read``, where the same error is an ``EIO`` error of that file. A file that cannot be
+    mapped is read as usual.
+    """
+    try:
+        mapped = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return read_digests(fd, size, kinds, cancel)  # type: ignore[arg-type]
+    with mapped:
+        with contextlib.suppress(AttributeError, OSError):
+            mapped.madvise(mmap.MADV_SEQUENTIAL)
+        view = memoryview(mapped)
+        try:
+            whole = [k for k in kinds if k != SAMPLE_KIND]
+            hashers = [stream_hasher(k) for k in whole]
+            for start in range(0, size, MAP_CHUNK):
+                if cancel.is_set():
+                    raise ReadCancelled
+                with view[start : start + MAP_CHUNK] as chunk:
+                    for hasher in hashers:
+                        hasher.update(chunk)
+            found = {k: h.digest() for k, h in zip(whole, hashers, strict=True)}
+            if SAMPLE_KIND in kinds:
+                parts = [bytes(view[o : o + SAMPLE_CHUNK]) for o in sample_offsets(size)]
+                found[SAMPLE_KIND] = sample_digest_from_parts(size, parts)
+        finally:
+            view.release()
+    return found, size
 
 
 def read_folder(
@@ -198,6 +249,7 @@ class ReaderPool:
         self._poller = select.poll()  # the pipes of processes started (answers, or the end)
         self._by_fd: dict[int, _Reader] = {}
         self._starter: threading.Thread | None = None
+        self.deaths: list[int | None] = []  # exit codes of processes that died during this scan
         with _idle_lock:
             reused, _idle[:] = _idle[:count], _idle[count:]
         for reader in reused:
@@ -256,8 +308,8 @@ class ReaderPool:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            for _, outcomes in self.collect(min(left, 0.05)):  # (no batch was sent)
-                raise AssertionError(f"unexpected answer of {len(outcomes)} outcomes")
+            for token, _ in self.collect(min(left, 0.05)):  # (no batch was sent)
+                raise AssertionError(f"unexpected answer to batch {token}")
         return len(self._ready)
 
     def cancel(self) -> None:
@@ -282,11 +334,12 @@ class ReaderPool:
         reader.tokens.append((self._token, len(names)))
         return self._token
 
-    def collect(self, timeout: float) -> list[tuple[int, list[Outcome]]]:
-        """Answers received within ``timeout`` seconds (0: only those waiting); a process that died
-        gives an ``internal`` error for every file it had."""
+    def collect(self, timeout: float) -> list[tuple[int, list[Outcome] | None]]:
+        """Answers received within ``timeout`` seconds (0: only those waiting); ``None`` for each
+        batch of a process that died (a SIGBUS from a mapped file's I/O error, or killed): the
+        scanning thread reads those batches itself, with ``read``."""
         self._take_new()
-        answers: list[tuple[int, list[Outcome]]] = []
+        answers: list[tuple[int, list[Outcome] | None]] = []
         for fd, _ in self._poller.poll(timeout * 1000):
             reader = self._by_fd[fd]
             try:
@@ -306,15 +359,14 @@ class ReaderPool:
             answers.append((token, outcomes))
         return answers
 
-    def _dead(self, reader: _Reader) -> list[tuple[int, list[Outcome]]]:
+    def _dead(self, reader: _Reader) -> list[tuple[int, list[Outcome] | None]]:
         self._poller.unregister(reader.conn.fileno())
         del self._by_fd[reader.conn.fileno()]
         for group in (self._starting, self._ready):
             if reader in group:
                 group.remove(reader)
-        exitcode = self._end(reader)
-        reason = f"internal error: reader process ended (exit code {exitcode})"
-        answers = [(token, [(ERROR, "internal", reason, 0)] * n) for token, n in reader.tokens]
+        self.deaths.append(self._end(reader))
+        answers: list[tuple[int, list[Outcome] | None]] = [(token, None) for token, _ in reader.tokens]
         reader.tokens.clear()
         return answers
 

@@ -171,7 +171,7 @@ class ProcessFeed:
         pool: ReaderPool,
         kinds: Sequence[str],
         read_inline: Callable[[Batch], None],
-        apply: Callable[[Batch, list[Outcome]], None],
+        apply: Callable[[Batch, list[Outcome] | None], None],
         stopped: Callable[[], bool],
     ) -> None:
         self.pool, self.kinds = pool, tuple(kinds)

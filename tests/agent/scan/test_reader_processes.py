@@ -170,12 +170,13 @@ def test_read_folder_outcomes_and_folder_checks(tmp_path: Path) -> None:
     assert read_folder(path, ident, names, ("md5",), cancel) == [(NOT_SCANNED, 0)] * 6
 
 
-def test_a_killed_reader_process_gives_errors_not_a_hang(
+def test_the_batches_of_a_killed_reader_process_are_read_by_the_scanning_thread(
     tmp_path: Path, filters: FilterFactory, monkeypatch: pytest.MonkeyPatch, applied: list[int]
 ) -> None:
     root = tmp_path / "device"
-    for i in range(60):
-        write_random(root / f"d{i % 3}" / f"{i:03d}.dat", 100 + i, i)
+    files = [write_random(root / f"d{i % 3}" / f"{i:03d}.dat", 100 + i, i) for i in range(60)]
+    contraband = filters.make(files[::7], ("md5",))
+    alone = scan(contraband, root, 1)
     warm(1)
     killed: list[int] = []
     real_send = ReaderPool.send
@@ -191,13 +192,10 @@ def test_a_killed_reader_process_gives_errors_not_a_hang(
         return token
 
     monkeypatch.setattr(ReaderPool, "send", send_then_kill)
-    outside = write_random(tmp_path / "outside" / "known", 100, 1000)
-    report = scan(filters.make([outside], ("md5",)), root, 2)
-    assert killed and report.verdict == "incomplete" and not report.complete
-    assert report.errors and {p.code for p in report.errors} == {"internal"}
-    assert all("reader process ended (exit code -9)" in p.reason for p in report.errors)
-    counts = report.counts
-    assert counts.files_read + len(report.errors) == counts.files_seen == 60  # the others read inline
+    report = scan(contraband, root, 2)
+    assert killed and applied == [], "every batch sent was lost with its process"
+    assert report.verdict == "priority_match" and report.complete
+    assert report.to_json(timings=False) == alone.to_json(timings=False)
     assert not multiprocessing.active_children()
 
 
