@@ -42,6 +42,7 @@ class ReadAhead:
         self._full: queue.SimpleQueue[_Message] = queue.SimpleQueue()
         self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
         self._abort = threading.Event()
+        self.streaming = False  # a file was started and its reader not yet finished with it
         for _ in range(BUFFERS):
             self._free.put(memoryview(bytearray(BLOCK)))
         threading.Thread(target=self._run, name="fieldtriage-read-ahead", daemon=True).start()
@@ -54,6 +55,7 @@ class ReadAhead:
         Close the generator before closing ``fd`` (see the module docstring).
         """
         self._abort.clear()
+        self.streaming = True
         self._jobs.put((fd, size))
         finished = False  # the reader's last message for this job was received
         try:
@@ -78,6 +80,11 @@ class ReadAhead:
                     if view is None:
                         break
                     self._free.put(view)
+            self.streaming = False
+
+    def abandon(self) -> None:
+        """Stop after the current block (its blocks are never handed out again)."""
+        self._abort.set()
 
     def _run(self) -> None:
         jobs, full, free, abort, readv = self._jobs, self._full, self._free, self._abort, os.readv
@@ -118,5 +125,8 @@ def borrowed() -> Iterator[ReadAhead]:
     try:
         yield ahead
     finally:
-        with _idle_lock:
-            _idle.append(ahead)
+        if ahead.streaming:  # a generator left open: never lend this one again (stale blocks)
+            ahead.abandon()
+        else:
+            with _idle_lock:
+                _idle.append(ahead)

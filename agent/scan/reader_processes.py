@@ -146,52 +146,61 @@ def read_names(
 def mapped_digests(
     fd: int, size: int, kinds: Sequence[str], cancel: _SharedFlag
 ) -> tuple[dict[str, bytes], int]:
-    """``read_digests`` of a large file through a read-only mapping: hashed in place, no copy.
+    """``read_digests`` of a large file through read-only mappings: hashed in place, no copy.
 
     Only in a reader process: an I/O error of the medium inside a mapped page (or the file
     shrinking) is a SIGBUS, which ends this process; the scanning thread then reads its batch again
-    with ``read``, where the same error is an ``EIO`` error of that file. A file that cannot be
-    mapped is read as usual.
+    with ``read``, where the same error is an ``EIO`` error of that file. The file is mapped
+    ``MAP_CHUNK`` bytes at a time (bounded address space, also on a 32-bit kiosk); a file whose
+    first window cannot be mapped is read as usual.
     """
-    try:
-        mapped = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):
+    if size <= SMALL_FILE:
         return read_digests(fd, size, kinds, cancel)  # type: ignore[arg-type]
-    with mapped:
-        with contextlib.suppress(AttributeError, OSError):
-            mapped.madvise(mmap.MADV_SEQUENTIAL)
-        view = memoryview(mapped)
+    whole = [k for k in kinds if k != SAMPLE_KIND]
+    hashers = [stream_hasher(k) for k in whole]
+    samples = sample_offsets(size) if SAMPLE_KIND in kinds else ()
+    parts: list[bytes] = []
+    for start in range(0, size, MAP_CHUNK):
+        if cancel.is_set():
+            raise ReadCancelled
+        length = min(MAP_CHUNK, size - start)
         try:
-            whole = [k for k in kinds if k != SAMPLE_KIND]
-            hashers = [stream_hasher(k) for k in whole]
-            for start in range(0, size, MAP_CHUNK):
-                if cancel.is_set():
-                    raise ReadCancelled
-                with view[start : start + MAP_CHUNK] as chunk:
-                    for hasher in hashers:
-                        hasher.update(chunk)
-            found = {k: h.digest() for k, h in zip(whole, hashers, strict=True)}
-            if SAMPLE_KIND in kinds:
-                parts = [bytes(view[o : o + SAMPLE_CHUNK]) for o in sample_offsets(size)]
-                found[SAMPLE_KIND] = sample_digest_from_parts(size, parts)
-        finally:
-            view.release()
+            window = mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=start)
+        except (OSError, ValueError, OverflowError):
+            if start == 0:
+                return read_digests(fd, size, kinds, cancel)  # type: ignore[arg-type]
+            raise
+        with window, memoryview(window) as view:
+            with contextlib.suppress(AttributeError, OSError):
+                window.madvise(mmap.MADV_SEQUENTIAL)
+            for hasher in hashers:
+                hasher.update(view)
+            # sample blocks are 4 KiB aligned, windows 16 MiB aligned: a block is in one window
+            parts += [
+                bytes(view[o - start : o - start + SAMPLE_CHUNK])
+                for o in samples
+                if start <= o < start + length
+            ]
+    found = {k: h.digest() for k, h in zip(whole, hashers, strict=True)}
+    if samples:
+        found[SAMPLE_KIND] = sample_digest_from_parts(size, parts)
     return found, size
 
 
 def read_folder(
     path: bytes, ident: tuple[int, int], names: Sequence[bytes], kinds: Sequence[str], cancel: _SharedFlag
-) -> list[Outcome]:
-    """Open the folder by its path, check it is the one listed, read ``names`` in it."""
+) -> list[Outcome] | None:
+    """Open the folder by its path, check it is the one listed, read ``names`` in it; None when
+    the path does not lead to that folder (any reason): the scanning thread, which holds the
+    folder open, reads the batch itself."""
     try:
         dir_fd = os.open(path, DIR_FLAGS)
-    except OSError as err:
-        code = "changed" if err.errno in (errno.ELOOP, errno.ENOTDIR) else errno_code(err)
-        return [(ERROR, code, os_reason("cannot open folder", err), 0)] * len(names)
+    except OSError:
+        return None
     try:
         info = os.fstat(dir_fd)
         if (info.st_dev, info.st_ino) != ident:
-            return [(ERROR, "changed", "folder replaced since it was listed", 0)] * len(names)
+            return None
         return read_names(dir_fd, names, kinds, _digester(tuple(kinds)), cancel)
     finally:
         os.close(dir_fd)
@@ -208,6 +217,7 @@ def _serve(conn: Connection, raw_flag: Any) -> None:
         conn.send(_READY)
         while True:
             token, path, ident, names, kinds = conn.recv()
+            outcomes: list[Outcome] | None
             try:
                 outcomes = read_folder(path, ident, names, kinds, cancel)
             except Exception as err:  # a bug: every file of the batch is an error, never dropped
@@ -276,7 +286,8 @@ class ReaderPool:
         try:
             process.start()
         except Exception:  # no process: the walking thread reads instead
-            self._to_start = 0
+            with self._lock:
+                self._to_start = 0
             parent_end.close()
             return
         finally:
@@ -290,9 +301,12 @@ class ReaderPool:
         self._poller.register(reader.conn.fileno(), select.POLLIN)
 
     def _take_new(self) -> None:
-        if self._to_start and _server.is_set():
-            self._to_start -= 1
-            self._start_one()
+        if _server.is_set():
+            with self._lock:  # (the background starter may have set it to 0)
+                start = self._to_start > 0
+                self._to_start -= start
+            if start:
+                self._start_one()
         if self._new:
             with self._lock:
                 new, self._new = self._new, []
@@ -304,7 +318,7 @@ class ReaderPool:
         """Wait (at most ``timeout`` s) until every process is ready; how many are (to warm up)."""
         deadline = time.monotonic() + timeout
         starter = self._starter
-        while self._to_start or self._new or self._starting or (starter and starter.is_alive()):
+        while self._to_start > 0 or self._new or self._starting or (starter and starter.is_alive()):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -358,6 +372,10 @@ class ReaderPool:
             reader.tokens.pop(0)
             answers.append((token, outcomes))
         return answers
+
+    def held(self) -> set[int]:
+        """Tokens of batches a live process still owes an answer for."""
+        return {token for reader in self._starting + self._ready for token, _ in reader.tokens}
 
     def _dead(self, reader: _Reader) -> list[tuple[int, list[Outcome] | None]]:
         self._poller.unregister(reader.conn.fileno())

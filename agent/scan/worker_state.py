@@ -177,16 +177,25 @@ class ProcessFeed:
         self.pool, self.kinds = pool, tuple(kinds)
         self.read_inline, self.apply, self.stopped = read_inline, apply, stopped
         self.sent: dict[int, Batch] = {}
-        self.cwd = os.getcwdb()  # relative roots: a process opens folders by absolute path
+        self.answers: list[tuple[int, list[Outcome] | None]] = []  # received, not yet applied
+        try:
+            self.cwd: bytes | None = os.getcwdb()  # a process opens folders by absolute path
+        except OSError:
+            self.cwd = None  # (working folder gone) relative roots are read by the scanning thread
 
     def submit(self, batch: Batch) -> bool:
         """True when (the rest of) ``batch`` went to a process, which then owns it."""
         self.receive(0)
         directory, files = batch.directory, batch.files
         prefix = directory.prefix
-        path = prefix if prefix.startswith(b"/") else self.cwd + b"/" + prefix
+        if prefix.startswith(b"/"):
+            path = prefix
+        elif self.cwd is not None:
+            path = self.cwd + b"/" + prefix
+        else:
+            path = b""
         ident: tuple[int, int] | None = None
-        while files and len(path) <= MAX_PATH:
+        while files and 0 < len(path) <= MAX_PATH:
             if ident is None:
                 info = os.fstat(directory.fd)
                 ident = (info.st_dev, info.st_ino)
@@ -202,7 +211,10 @@ class ProcessFeed:
         return False
 
     def receive(self, timeout: float) -> None:
-        for token, outcomes in self.pool.collect(timeout):
+        """Apply answers one at a time: if applying one raises (^C), the others stay for ``drain``."""
+        self.answers += self.pool.collect(timeout)
+        while self.answers:
+            token, outcomes = self.answers.pop(0)
             self.apply(self.sent.pop(token), outcomes)
 
     def drain(self, idle: Callable[[], None]) -> None:
@@ -211,3 +223,8 @@ class ProcessFeed:
                 self.pool.cancel()
             idle()
             self.receive(0.05)
+            # Batches no live process owes any more (an answer lost to ^C while it was taken):
+            # read here, so that the scan ends and no file is left uncounted.
+            owed = self.pool.held()
+            for token in [t for t in self.sent if t not in owed]:
+                self.apply(self.sent.pop(token), None)

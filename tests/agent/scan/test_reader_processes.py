@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import pytest
 from agent.scan import Scanner, ScanReport, worker_state
 from agent.scan import engine as engine_module
 from agent.scan import walker as walker_module
-from agent.scan.reader_processes import ReaderPool, _SharedFlag, close_idle, read_folder
+from agent.scan.reader import read_digests
+from agent.scan.reader_processes import ReaderPool, _SharedFlag, close_idle, mapped_digests, read_folder
 from agent.scan.worker_state import EMPTY, ERROR, NOT_SCANNED, OK, SKIPPED, Outcome
 from filters.model import ContrabandFilter
 
@@ -152,20 +154,16 @@ def test_read_folder_outcomes_and_folder_checks(tmp_path: Path) -> None:
     cancel = _SharedFlag(raw)
     path = os.fsencode(folder)
     outcomes = read_folder(path, ident, names, ("md5",), cancel)
+    assert outcomes is not None
     tags = [(o[0], o[1]) if o[0] in (SKIPPED, ERROR) else o[0] for o in outcomes]
     assert tags == [OK, EMPTY, (SKIPPED, "changed_type"), (SKIPPED, "symlink"), (SKIPPED, "changed_type"),
                     (ERROR, "ENOENT")]  # fmt: skip
+    assert outcomes is not None
     assert outcomes[0][1] == 10 and outcomes[0][3] == 10 and set(outcomes[0][2]) == {"md5"}
-
-    def changed(out: list[Outcome]) -> list[tuple[int, str]]:
-        return [(o[0], o[1]) for o in out]
-
-    assert (
-        changed(read_folder(path, (ident[0], ident[1] + 1), names, ("md5",), cancel))
-        == [(ERROR, "changed")] * 6
-    )
-    assert changed(read_folder(path + b"/a", ident, names, ("md5",), cancel)) == [(ERROR, "changed")] * 6
-    assert changed(read_folder(path + b"/no", ident, names, ("md5",), cancel)) == [(ERROR, "ENOENT")] * 6
+    # a path that does not lead to the folder listed: None, the scanning thread reads the batch
+    assert read_folder(path, (ident[0], ident[1] + 1), names, ("md5",), cancel) is None
+    assert read_folder(path + b"/a", ident, names, ("md5",), cancel) is None
+    assert read_folder(path + b"/no", ident, names, ("md5",), cancel) is None
     raw.value = 1
     assert read_folder(path, ident, names, ("md5",), cancel) == [(NOT_SCANNED, 0)] * 6
 
@@ -217,7 +215,8 @@ def test_cancel_stops_the_processes(
     assert report.cancelled and report.verdict in ("incomplete", "priority_match") and not report.complete
     counts = report.counts
     assert counts.files_read < 2000 and not report.errors
-    assert counts.files_not_scanned and counts.files_read + counts.files_not_scanned <= counts.files_seen
+    # (whether batches were still in flight when cancel came depends on timing: not asserted)
+    assert counts.files_read + counts.files_not_scanned <= counts.files_seen
 
 
 def test_processes_are_reused_then_closed(tmp_path: Path, filters: FilterFactory) -> None:
@@ -294,3 +293,60 @@ def test_reader_processes_false_keeps_threads(
     assert threads.to_json()["hits"] == processes.to_json()["hits"]
     assert threads.to_json()["counts"] == processes.to_json()["counts"]
     assert threads.verdict == processes.verdict == "priority_match"
+
+
+def test_an_interrupt_while_answers_are_applied_ends_the_scan(
+    tmp_path: Path, filters: FilterFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """^C lands while the scanning thread applies one of several answers: the others are applied
+    (or their batches read) while the scan winds down; it ends, cancelled, never hangs."""
+    files = [write_random(tmp_path / "dev" / f"d{i % 10}" / f"{i:04d}.dat", 100, i) for i in range(3000)]
+    real_collect, real_account, real_scan_batch = (
+        ReaderPool.collect,
+        worker_state.account,
+        engine_module._Run.scan_batch,
+    )
+    armed: list[bool] = []
+
+    def collect(self: ReaderPool, timeout: float) -> list[tuple[int, list[Outcome] | None]]:
+        answers = real_collect(self, timeout)
+        if len(answers) >= 2 and not armed:
+            armed.append(True)
+        return answers
+
+    def account(*args: Any) -> int:
+        if armed and armed[-1]:
+            armed.append(False)
+            raise KeyboardInterrupt
+        return int(real_account(*args))
+
+    def slow_scan_batch(self: Any, *args: Any) -> None:
+        time.sleep(0.02)  # answers pile up while the scanning thread reads
+        real_scan_batch(self, *args)
+
+    monkeypatch.setattr(ReaderPool, "collect", collect)
+    monkeypatch.setattr(engine_module, "account", account)
+    monkeypatch.setattr(engine_module._Run, "scan_batch", slow_scan_batch)
+    warm(2)
+    report = scan(filters.make(files[:1], ("md5",)), tmp_path / "dev", 3)
+    close_idle()
+    assert armed == [True, False], "the interrupt was raised while answers were waiting"
+    assert report.cancelled and not report.complete
+
+
+@pytest.mark.parametrize(
+    "size", [100, (1 << 20) + 1, (16 << 20) - 1, 16 << 20, (16 << 20) + 4097, (33 << 20) + 5]
+)
+def test_mapped_digests_equal_read_digests(tmp_path: Path, size: int) -> None:
+    """Mapped in 16 MiB windows (sample blocks cut from the window holding them), or read when small."""
+    path = write_random(tmp_path / "f", size, size)
+    flag = _SharedFlag(multiprocessing.get_context("forkserver").RawValue("b", 0))
+    kinds = ("md5", "blake3", "sample")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        mapped = mapped_digests(fd, size, kinds, flag)
+        os.lseek(fd, 0, os.SEEK_SET)
+        read = read_digests(fd, size, kinds)
+    finally:
+        os.close(fd)
+    assert mapped == (read.digests, size)
