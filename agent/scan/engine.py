@@ -172,10 +172,9 @@ class _Run:
 
     # WalkSink
     def submit(self, batch: Batch) -> None:
-        if self.feed is not None:
-            if not self.feed.submit(batch):
-                self.walker.release(batch.directory)
-        elif self.inline is None:
+        if self.feed is not None and self.feed.submit(batch):
+            return  # (a reader process will read it, or the feed hands it back through ``apply``)
+        if self.inline is None:
             self.queue.put(batch)
         else:
             self.take(self.tallies[0], batch, self.inline)
@@ -227,10 +226,8 @@ class _Run:
             thread.start()
         walk_s: float | None = None
         if self.processes and self.inline is not None:
-            tally, pending = self.tallies[0], self.inline
-            read_inline = lambda batch: self.scan_batch(tally, batch, pending)  # noqa: E731
             pool = ReaderPool(self.processes)
-            self.feed = ProcessFeed(pool, self.plan.first_pass_kinds, read_inline, self.apply, self.stopped)
+            self.feed = ProcessFeed(pool, self.plan.first_pass_kinds, self.apply, self.stopped)
         try:
             self.walker.walk(self.roots)
             walk_s = time.monotonic() - self.started
@@ -238,7 +235,8 @@ class _Run:
             self.scanner.cancel.set()  # report what was done: verdict incomplete unless a match
             self.stop.set()
         finally:
-            if self.feed is not None:
+            if self.feed is not None and self.inline is not None:
+                pending = self.inline
                 with self.feed.pool:
                     self.feed.drain(lambda: self.flush(self.tallies[0], pending))
             if self.inline is not None:

@@ -58,6 +58,8 @@ from filters.digests import (
 )
 
 MAP_CHUNK = 16 << 20  # a mapped file is hashed this much at a time (cancel is checked between)
+Folder = tuple[bytes, tuple[int, int], list[bytes]]  # absolute path, (st_dev, st_ino), names
+Answer = list[list[Outcome] | None] | None  # per folder of a parcel; None: the process died
 IN_FLIGHT = 4  # batches sent to one process before its first answer (it never waits for the next)
 _READY = "ready"
 _server = threading.Event()  # a process was started: the forkserver of this program is running
@@ -216,13 +218,14 @@ def _serve(conn: Connection, raw_flag: Any) -> None:
     try:
         conn.send(_READY)
         while True:
-            token, path, ident, names, kinds = conn.recv()
-            outcomes: list[Outcome] | None
-            try:
-                outcomes = read_folder(path, ident, names, kinds, cancel)
-            except Exception as err:  # a bug: every file of the batch is an error, never dropped
-                outcomes = [(ERROR, "internal", internal_reason(err), 0)] * len(names)
-            conn.send((token, outcomes))
+            token, folders, kinds = conn.recv()
+            answer: list[list[Outcome] | None] = []
+            for path, ident, names in folders:
+                try:
+                    answer.append(read_folder(path, ident, names, kinds, cancel))
+                except Exception as err:  # a bug: every file of the batch is an error, never dropped
+                    answer.append([(ERROR, "internal", internal_reason(err), 0)] * len(names))
+            conn.send((token, answer))
     except (EOFError, OSError):
         return  # the scan closed the pipe
 
@@ -331,10 +334,9 @@ class ReaderPool:
         for reader in self._starting + self._ready + self._new:
             reader.flag.value = 1
 
-    def send(
-        self, path: bytes, ident: tuple[int, int], names: list[bytes], kinds: tuple[str, ...]
-    ) -> int | None:
-        """Hand ``names`` to the least busy ready process; its token, or None when all are full."""
+    def send(self, folders: list[Folder], kinds: tuple[str, ...]) -> int | None:
+        """Hand ``folders`` (path, identity, names) to the least busy ready process as one parcel;
+        its token, or None when all are full."""
         self._take_new()
         free = [r for r in self._ready if len(r.tokens) < IN_FLIGHT]
         if not free:
@@ -342,18 +344,18 @@ class ReaderPool:
         reader = min(free, key=lambda r: len(r.tokens))
         self._token += 1
         try:
-            reader.conn.send((self._token, path, ident, names, kinds))
+            reader.conn.send((self._token, folders, kinds))
         except OSError:
-            return None  # dead: its batches become errors in ``collect``
-        reader.tokens.append((self._token, len(names)))
+            return None  # dead: seen by ``collect``
+        reader.tokens.append((self._token, len(folders)))
         return self._token
 
-    def collect(self, timeout: float) -> list[tuple[int, list[Outcome] | None]]:
+    def collect(self, timeout: float) -> list[tuple[int, Answer]]:
         """Answers received within ``timeout`` seconds (0: only those waiting); ``None`` for each
         batch of a process that died (a SIGBUS from a mapped file's I/O error, or killed): the
         scanning thread reads those batches itself, with ``read``."""
         self._take_new()
-        answers: list[tuple[int, list[Outcome] | None]] = []
+        answers: list[tuple[int, Answer]] = []
         for fd, _ in self._poller.poll(timeout * 1000):
             reader = self._by_fd[fd]
             try:
@@ -377,14 +379,14 @@ class ReaderPool:
         """Tokens of batches a live process still owes an answer for."""
         return {token for reader in self._starting + self._ready for token, _ in reader.tokens}
 
-    def _dead(self, reader: _Reader) -> list[tuple[int, list[Outcome] | None]]:
+    def _dead(self, reader: _Reader) -> list[tuple[int, Answer]]:
         self._poller.unregister(reader.conn.fileno())
         del self._by_fd[reader.conn.fileno()]
         for group in (self._starting, self._ready):
             if reader in group:
                 group.remove(reader)
         self.deaths.append(self._end(reader))
-        answers: list[tuple[int, list[Outcome] | None]] = [(token, None) for token, _ in reader.tokens]
+        answers: list[tuple[int, Answer]] = [(token, None) for token, _ in reader.tokens]
         reader.tokens.clear()
         return answers
 

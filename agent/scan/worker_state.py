@@ -14,14 +14,14 @@ from agent.scan.walker import Batch, WalkTally
 from filters.digests import FileChangedError
 
 if TYPE_CHECKING:
-    from agent.scan.reader_processes import ReaderPool
+    from agent.scan.reader_processes import Folder, ReaderPool
 
 # The outcome of one file read by a reader process, a tuple tagged: (OK, size, digests, bytes_read),
 # (EMPTY, 0), (SKIPPED or ERROR, code, reason, size seen), (NOT_SCANNED, size seen).
 OK, EMPTY, SKIPPED, ERROR, NOT_SCANNED = range(5)
 Outcome = tuple[Any, ...]
 MAX_PATH = 4000  # a longer folder path is read by the walking thread (through its descriptor)
-INLINE_FILES = 16  # files the walking thread reads before it looks for a free process again
+PARCEL_FILES = 64  # files gathered (over one or more folders) before they are sent to a process
 
 
 @dataclass
@@ -162,69 +162,81 @@ def account(
 
 
 class ProcessFeed:
-    """The walking thread's side: each batch goes to a process with room for it; when all are
-    full the walking thread reads ``INLINE_FILES`` of it itself (``read_inline``) and tries again.
-    Answers are counted with ``apply``; ``drain`` waits for the last ones (``idle`` before waiting)."""
+    """The walking thread's side. Batches are gathered into parcels of about ``PARCEL_FILES`` files
+    (one message, one answer: a process's costs per message are paid once per parcel, not per
+    folder); a parcel goes to a process with room for it; when all are full the walking thread reads
+    the parcel's first batch itself and tries again. Answers are counted with ``apply`` (``None``:
+    read the batch here); ``drain`` sends what is left and waits for the last answers."""
 
     def __init__(
         self,
         pool: ReaderPool,
         kinds: Sequence[str],
-        read_inline: Callable[[Batch], None],
         apply: Callable[[Batch, list[Outcome] | None], None],
         stopped: Callable[[], bool],
     ) -> None:
         self.pool, self.kinds = pool, tuple(kinds)
-        self.read_inline, self.apply, self.stopped = read_inline, apply, stopped
-        self.sent: dict[int, Batch] = {}
-        self.answers: list[tuple[int, list[Outcome] | None]] = []  # received, not yet applied
+        self.apply, self.stopped = apply, stopped
+        self.parcel: list[tuple[Batch, Folder]] = []
+        self.parcel_files = 0
+        self.sent: dict[int, list[Batch]] = {}
+        self.answers: list[tuple[Batch, list[Outcome] | None]] = []  # received, not yet applied
         try:
             self.cwd: bytes | None = os.getcwdb()  # a process opens folders by absolute path
         except OSError:
             self.cwd = None  # (working folder gone) relative roots are read by the scanning thread
 
     def submit(self, batch: Batch) -> bool:
-        """True when (the rest of) ``batch`` went to a process, which then owns it."""
+        """True when ``batch`` joined a parcel (the feed then owns it); False: read it yourself."""
         self.receive(0)
-        directory, files = batch.directory, batch.files
+        directory = batch.directory
         prefix = directory.prefix
         if prefix.startswith(b"/"):
             path = prefix
         elif self.cwd is not None:
             path = self.cwd + b"/" + prefix
         else:
-            path = b""
-        ident: tuple[int, int] | None = None
-        while files and 0 < len(path) <= MAX_PATH:
-            if ident is None:
-                info = os.fstat(directory.fd)
-                ident = (info.st_dev, info.st_ino)
-            token = self.pool.send(path, ident, files, self.kinds)
+            return False
+        if len(path) > MAX_PATH:
+            return False
+        info = os.fstat(directory.fd)
+        self.parcel.append((batch, (path, (info.st_dev, info.st_ino), batch.files)))
+        self.parcel_files += len(batch.files)
+        if self.parcel_files >= PARCEL_FILES:
+            self.ship()
+        return True
+
+    def ship(self) -> None:
+        """Send the parcel to a process, reading its batches here one by one while none has room."""
+        while self.parcel:
+            token = self.pool.send([folder for _, folder in self.parcel], self.kinds)
             if token is not None:
-                self.sent[token] = Batch(directory, files)
-                return True
-            self.read_inline(Batch(directory, files[:INLINE_FILES]))
-            files = files[INLINE_FILES:]
+                self.sent[token] = [batch for batch, _ in self.parcel]
+                break
+            batch, _ = self.parcel.pop(0)
+            self.apply(batch, None)
             self.receive(0)
-        if files:
-            self.read_inline(Batch(directory, files))
-        return False
+        self.parcel, self.parcel_files = [], 0
 
     def receive(self, timeout: float) -> None:
-        """Apply answers one at a time: if applying one raises (^C), the others stay for ``drain``."""
-        self.answers += self.pool.collect(timeout)
+        """Apply answers one batch at a time: if applying one raises (^C), the others stay for
+        ``drain``."""
+        for token, answer in self.pool.collect(timeout):
+            batches = self.sent.pop(token)
+            self.answers += zip(batches, answer or [None] * len(batches), strict=True)
         while self.answers:
-            token, outcomes = self.answers.pop(0)
-            self.apply(self.sent.pop(token), outcomes)
+            batch, outcomes = self.answers.pop(0)
+            self.apply(batch, outcomes)
 
     def drain(self, idle: Callable[[], None]) -> None:
-        while self.sent:
+        self.ship()
+        while self.sent or self.answers:
             if self.stopped():
                 self.pool.cancel()
             idle()
             self.receive(0.05)
-            # Batches no live process owes any more (an answer lost to ^C while it was taken):
+            # Parcels no live process owes any more (an answer lost to ^C while it was taken):
             # read here, so that the scan ends and no file is left uncounted.
             owed = self.pool.held()
             for token in [t for t in self.sent if t not in owed]:
-                self.apply(self.sent.pop(token), None)
+                self.answers += [(batch, None) for batch in self.sent.pop(token)]
