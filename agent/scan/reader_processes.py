@@ -283,14 +283,19 @@ class ReaderPool:
         self.close()
 
     def _start_one(self) -> None:
-        parent_end, child_end = self._ctx.Pipe()
-        flag = self._ctx.RawValue("b", self._cancelled)
-        process = self._ctx.Process(target=_serve, args=(child_end, flag), daemon=True)
+        """Start a process; on any failure (no descriptors left on a deep tree, no shared memory,
+        no fork) start no more: the walking thread reads instead."""
         try:
+            parent_end, child_end = self._ctx.Pipe()
+        except Exception:
+            self._no_more_starts()
+            return
+        try:
+            flag = self._ctx.RawValue("b", self._cancelled)
+            process = self._ctx.Process(target=_serve, args=(child_end, flag), daemon=True)
             process.start()
-        except Exception:  # no process: the walking thread reads instead
-            with self._lock:
-                self._to_start = 0
+        except Exception:
+            self._no_more_starts()
             parent_end.close()
             return
         finally:
@@ -298,6 +303,10 @@ class ReaderPool:
         _server.set()
         with self._lock:
             self._new.append(_Reader(parent_end, process, flag))
+
+    def _no_more_starts(self) -> None:
+        with self._lock:
+            self._to_start = 0
 
     def _watch(self, reader: _Reader) -> None:
         self._by_fd[reader.conn.fileno()] = reader

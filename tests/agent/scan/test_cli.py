@@ -139,3 +139,32 @@ def test_exit_2_with_one_line_errors(
 def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["scan", "--mode", "fast", "x"]) == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_descriptors_running_out_on_a_deep_tree_is_reported_not_a_traceback(
+    tmp_path: Path, filters: FilterFactory
+) -> None:
+    """A tree deeper than the descriptors left (the walk holds each folder open), with reader
+    processes wanted: the folders that cannot be opened are named, the hit is still found."""
+    import resource
+    import subprocess
+
+    root = tmp_path / "device"
+    known = write_random(root / "DCIM" / "k.jpg", 80_000, 1)
+    deep = root
+    for level in range(80):
+        deep = deep / f"d{level}"
+        write_random(deep / "f.bin", 2000, level)
+    fieldtriage = Path(sys.executable).with_name("fieldtriage")
+    command = [str(fieldtriage), "scan", "--mode", "full", "--workers", "2", "--json"]
+    command += ["--filter", str(filters.path([known], ("md5",))), "--trust", str(filters.pub_path), str(root)]
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, preexec_fn=few_descriptors)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert report["verdict"] == "priority_match" and not report["complete"]
+    assert "EMFILE" in report["counts"]["errors"], report["counts"]

@@ -3,6 +3,7 @@ each file read once with the same checks, a killed process gives errors (never a
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import signal
@@ -18,6 +19,7 @@ import pytest
 
 from agent.scan import Scanner, ScanReport, worker_state
 from agent.scan import engine as engine_module
+from agent.scan import reader_processes as reader_processes_module
 from agent.scan import walker as walker_module
 from agent.scan.reader import read_digests
 from agent.scan.reader_processes import ReaderPool, _SharedFlag, close_idle, mapped_digests, read_folder
@@ -350,3 +352,24 @@ def test_mapped_digests_equal_read_digests(tmp_path: Path, size: int) -> None:
     finally:
         os.close(fd)
     assert mapped == (read.digests, size)
+
+
+@pytest.mark.parametrize("failing", ["Pipe", "RawValue", "Process"])
+def test_no_process_can_start_then_the_scanning_thread_reads_everything(
+    tmp_path: Path, filters: FilterFactory, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """No descriptors left (a deep tree), no shared memory, no fork: a scan, not a traceback."""
+    close_idle()
+    files = [write_random(tmp_path / "tree" / f"d{i % 4}" / f"{i}.dat", 300 + i, i) for i in range(40)]
+    f = filters.make(files[:1], ("md5",))
+    alone = scan(f, tmp_path / "tree", 1)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(multiprocessing.get_context("forkserver"), failing, refuse)
+    running = threading.Event()
+    running.set()  # the forkserver is up: processes are started by the scanning thread itself
+    monkeypatch.setattr(reader_processes_module, "_server", running)
+    report = scan(f, tmp_path / "tree", 3)
+    assert report.to_json(timings=False) == alone.to_json(timings=False)
