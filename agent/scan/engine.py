@@ -47,13 +47,13 @@ from agent.scan.events import (
 from agent.scan.evidence import evidence_of
 from agent.scan.plan import FilterPlan, Mode, ScanPlan
 from agent.scan.reader import (
-    NOATIME,
-    OPEN_FLAGS,
     SMALL_FILE,
+    CancelFlag,
     DigestResult,
     NotRegularFile,
     ReadCancelled,
     buffer_digester,
+    open_no_follow,
     open_regular,
     read_digests,
     read_rest,
@@ -84,7 +84,7 @@ from filters.errors import UsageError
 from filters.model import ContrabandFilter, SetMatch
 
 Opener = Callable[[int, bytes], tuple[int, int]]
-Reader = Callable[[int, int, Sequence[str], threading.Event | None], DigestResult]
+Reader = Callable[[int, int, Sequence[str], CancelFlag | None], DigestResult]
 MAX_WORKERS = 64
 FLUSH_FILES = 256  # files read before their digests are looked up together (one numpy pass)
 FLUSH_SIZE = 1 << 20  # a file this large is looked up at once (its read dwarfs the lookup)
@@ -297,8 +297,7 @@ class _Run:
         stop, cancel = self.stop, self.scanner.cancel
         keep_open, flush_files = self.keep_open, self.flush_files
         paths, sizes, digests, fds = pending.paths, pending.sizes, pending.digests, pending.fds
-        os_open, fstat, read, close, S_ISREG = os.open, os.fstat, os.read, os.close, stat.S_ISREG
-        open_flags = OPEN_FLAGS | NOATIME
+        fstat, read, close, S_ISREG = os.fstat, os.read, os.close, stat.S_ISREG
         for name in batch.files:
             if stop.is_set() or cancel.is_set():
                 stop.set()
@@ -306,12 +305,7 @@ class _Run:
                 continue
             try:
                 if inline_open:
-                    try:
-                        fd = os_open(name, open_flags, dir_fd=dir_fd)
-                    except PermissionError as err:  # O_NOATIME on another owner's file: retried
-                        if not NOATIME or err.errno != errno.EPERM:
-                            raise
-                        fd = os_open(name, OPEN_FLAGS, dir_fd=dir_fd)
+                    fd = open_no_follow(dir_fd, name)
                     try:
                         info = fstat(fd)
                         if not S_ISREG(info.st_mode):

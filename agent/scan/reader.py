@@ -29,10 +29,9 @@ import errno
 import hashlib
 import os
 import stat
-import threading
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import blake3
 
@@ -51,6 +50,12 @@ from filters.digests import (
 SMALL_FILE = 1 << 20
 OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+class CancelFlag(Protocol):
+    """What a read checks between blocks (a ``threading.Event``, or a flag shared with a process)."""
+
+    def is_set(self) -> bool: ...
 
 
 class NotRegularFile(OSError):
@@ -113,19 +118,22 @@ def buffer_digester(kinds: Sequence[str]) -> Callable[[bytes], dict[str, bytes]]
     return several
 
 
-def open_regular(dir_fd: int, name: bytes) -> tuple[int, int]:
-    """Open ``name`` in ``dir_fd`` for reading; returns (fd, size). Never follows a symlink.
-
-    O_NONBLOCK: opening a FIFO would otherwise block until a writer appears. O_NOATIME: leaves the
-    access time alone (refused with EPERM on files of other owners without CAP_FOWNER: retried
-    without it). Raises ``NotRegularFile`` (and closes) when ``fstat`` shows anything else.
-    """
+def open_no_follow(dir_fd: int, name: bytes) -> int:
+    """Open ``name`` in ``dir_fd`` read-only: never through a symlink (ELOOP), never blocking on a
+    FIFO, without updating its access time where allowed (O_NOATIME is refused with EPERM on files
+    of other owners without CAP_FOWNER: retried without it)."""
     try:
-        fd = os.open(name, OPEN_FLAGS | NOATIME, dir_fd=dir_fd)
+        return os.open(name, OPEN_FLAGS | NOATIME, dir_fd=dir_fd)
     except PermissionError as err:
         if not NOATIME or err.errno != errno.EPERM:
             raise
-        fd = os.open(name, OPEN_FLAGS, dir_fd=dir_fd)
+        return os.open(name, OPEN_FLAGS, dir_fd=dir_fd)
+
+
+def open_regular(dir_fd: int, name: bytes) -> tuple[int, int]:
+    """Open ``name`` in ``dir_fd`` for reading (``open_no_follow``); returns (fd, size). Raises
+    ``NotRegularFile`` (and closes) when ``fstat`` shows anything but a regular file."""
+    fd = open_no_follow(dir_fd, name)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -136,9 +144,7 @@ def open_regular(dir_fd: int, name: bytes) -> tuple[int, int]:
     return fd, info.st_size
 
 
-def read_digests(
-    fd: int, size: int, kinds: Sequence[str], cancel: threading.Event | None = None
-) -> DigestResult:
+def read_digests(fd: int, size: int, kinds: Sequence[str], cancel: CancelFlag | None = None) -> DigestResult:
     """The digests of ``kinds`` of the open file ``fd`` of ``size`` bytes, in one read.
 
     Raises ``FileChangedError`` when the file turns out not to be ``size`` bytes long, OSError on
@@ -211,7 +217,7 @@ def stream_hasher(kind: str) -> Hasher:
 
 
 def _stream(
-    fd: int, size: int, whole: list[str], want_sample: bool, cancel: threading.Event | None
+    fd: int, size: int, whole: list[str], want_sample: bool, cancel: CancelFlag | None
 ) -> DigestResult:
     """A large file through the hashers while a reader thread fetches the next block."""
     hashers = [stream_hasher(k) for k in whole]

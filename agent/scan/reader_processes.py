@@ -38,11 +38,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from agent.scan.reader import (
-    NOATIME,
-    OPEN_FLAGS,
     SMALL_FILE,
     ReadCancelled,
     buffer_digester,
+    open_no_follow,
     read_digests,
     read_rest,
     stream_hasher,
@@ -86,8 +85,7 @@ def read_names(
 ) -> list[Outcome]:
     """The outcomes of reading ``names`` in ``dir_fd`` (the checks of ``Engine.scan_batch``)."""
     whole_file_first = any(k != SAMPLE_KIND for k in kinds)
-    os_open, fstat, read, close, S_ISREG = os.open, os.fstat, os.read, os.close, stat.S_ISREG
-    open_flags = OPEN_FLAGS | NOATIME
+    fstat, read, close, S_ISREG = os.fstat, os.read, os.close, stat.S_ISREG
     flag = cancel.raw
     outcomes: list[Outcome] = []
     append = outcomes.append
@@ -96,12 +94,7 @@ def read_names(
             append((NOT_SCANNED, 0))
             continue
         try:
-            try:
-                fd = os_open(name, open_flags, dir_fd=dir_fd)
-            except PermissionError as err:  # O_NOATIME on another owner's file: retried
-                if not NOATIME or err.errno != errno.EPERM:
-                    raise
-                fd = os_open(name, OPEN_FLAGS, dir_fd=dir_fd)
+            fd = open_no_follow(dir_fd, name)
         except OSError as err:
             code = "symlink" if err.errno == errno.ELOOP else errno_code(err)  # became a symlink
             append((SKIPPED if code == "symlink" else ERROR, code, os_reason("cannot open", err), 0))
@@ -128,7 +121,7 @@ def read_names(
             elif whole_file_first:
                 found, bytes_read = mapped_digests(fd, size, kinds, cancel)
             else:
-                found, bytes_read = read_digests(fd, size, kinds, cancel)  # type: ignore[arg-type]
+                found, bytes_read = read_digests(fd, size, kinds, cancel)
             if fstat(fd).st_size != size:
                 raise FileChangedError(errno.EIO, f"file changed size while read (was {size} bytes)")
             append((OK, size, found, bytes_read))
@@ -157,7 +150,7 @@ def mapped_digests(
     first window cannot be mapped is read as usual.
     """
     if size <= SMALL_FILE:
-        return read_digests(fd, size, kinds, cancel)  # type: ignore[arg-type]
+        return read_digests(fd, size, kinds, cancel)
     whole = [k for k in kinds if k != SAMPLE_KIND]
     hashers = [stream_hasher(k) for k in whole]
     samples = sample_offsets(size) if SAMPLE_KIND in kinds else ()
@@ -170,7 +163,7 @@ def mapped_digests(
             window = mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=start)
         except (OSError, ValueError, OverflowError):
             if start == 0:
-                return read_digests(fd, size, kinds, cancel)  # type: ignore[arg-type]
+                return read_digests(fd, size, kinds, cancel)
             raise
         with window, memoryview(window) as view:
             with contextlib.suppress(AttributeError, OSError):
@@ -249,6 +242,7 @@ class ReaderPool:
     program's main module when it starts (CPython 3.11's forkserver does not preload it), ~0.3 s."""
 
     def __init__(self, count: int) -> None:
+        self.count = count
         self._ctx = multiprocessing.get_context("forkserver")
         # Processes fork from the server with this module imported (takes effect when the server
         # starts, once per program).

@@ -54,6 +54,7 @@ class OpenDirectory:
     fd: int
     prefix: bytes
     refs: int = 0
+    ident: tuple[int, int] | None = None  # (st_dev, st_ino) when the walk has it
 
 
 @dataclass(slots=True)
@@ -170,8 +171,8 @@ class TreeWalker:
         else:
             self._skip_by_type(root, info.st_mode)
 
-    def _opened(self, fd: int, prefix: bytes) -> OpenDirectory:
-        directory = OpenDirectory(fd, prefix)
+    def _opened(self, fd: int, prefix: bytes, ident: tuple[int, int] | None = None) -> OpenDirectory:
+        directory = OpenDirectory(fd, prefix, ident=ident)
         with self._lock:
             self._open.add(directory)
         return directory
@@ -195,14 +196,15 @@ class TreeWalker:
             if parent is not None:
                 self.release(parent)
         info = os.fstat(fd)
-        if (info.st_dev, info.st_ino) in self._visited:
+        ident = (info.st_dev, info.st_ino)
+        if ident in self._visited:
             os.close(fd)
             reason = "folder already visited (bind mount or folder loop): not read again"
             self.tally.skipped.append(Problem(item.path, reason, "loop"))
             return
-        self._visited.add((info.st_dev, info.st_ino))
+        self._visited.add(ident)
         self.tally.directories += 1
-        directory = self._opened(fd, item.path if item.path.endswith(b"/") else item.path + b"/")
+        directory = self._opened(fd, item.path if item.path.endswith(b"/") else item.path + b"/", ident)
         subdirectories, files = self._list(directory)
         directory.refs += 1  # held while pushing
         for name in sorted(subdirectories, reverse=True):

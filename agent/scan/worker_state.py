@@ -199,8 +199,11 @@ class ProcessFeed:
             return False
         if len(path) > MAX_PATH:
             return False
-        info = os.fstat(directory.fd)
-        self.parcel.append((batch, (path, (info.st_dev, info.st_ino), batch.files)))
+        ident = directory.ident
+        if ident is None:
+            info = os.fstat(directory.fd)
+            ident = directory.ident = (info.st_dev, info.st_ino)
+        self.parcel.append((batch, (path, ident, batch.files)))
         self.parcel_files += len(batch.files)
         if self.parcel_files >= PARCEL_FILES:
             self.ship()

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.scan import engine
+from agent.scan.reader_processes import ReaderPool, close_idle
+
 TEST_RULE = Path("/run/udev/rules.d/61-fieldtriage-test.rules")
 TEST_MATCH = "FIELDTRIAGE_TEST=1"
 
@@ -24,3 +27,19 @@ def udev_test_rule() -> Iterator[None]:
     yield
     TEST_RULE.unlink()
     subprocess.run(["udevadm", "control", "--reload"], check=True)
+
+
+@pytest.fixture
+def reader_pools(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ReaderPool]]:
+    """The reader-process pools the engine makes during the test (``pool.count`` processes each);
+    the processes left idle are ended afterwards."""
+    made: list[ReaderPool] = []
+
+    class RecordedPool(ReaderPool):
+        def __init__(self, count: int) -> None:
+            super().__init__(count)
+            made.append(self)
+
+    monkeypatch.setattr(engine, "ReaderPool", RecordedPool)
+    yield made
+    close_idle()

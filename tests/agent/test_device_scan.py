@@ -14,7 +14,7 @@ import pytest
 
 from agent.cli import main
 from agent.demo.images import PartitionSpec, make_disk_image, missing_tools
-from agent.scan import engine
+from agent.scan.reader_processes import ReaderPool
 from filters.builder import FilterBuilder
 from filters.container import write_filter
 from filters.digests import digest_path
@@ -166,7 +166,7 @@ def test_devices_lists_and_watches(
 
 
 def test_reader_processes_read_real_mounts_like_one_worker(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], reader_pools: list[ReaderPool]
 ) -> None:
     """--workers 3 (reader processes: a whole-file filter, nothing to confirm) on real read-only
     mounts, a kernel ext4 and a FUSE vfat partition: the same report as one worker, nothing written."""
@@ -185,14 +185,6 @@ def test_reader_processes_read_real_mounts_like_one_worker(
         "dos",
         [PartitionSpec("ext4", files), PartitionSpec("vfat", files)],
     )
-    pools: list[int] = []
-
-    class CountedPool(engine.ReaderPool):
-        def __init__(self, count: int) -> None:
-            pools.append(count)
-            super().__init__(count)
-
-    monkeypatch.setattr(engine, "ReaderPool", CountedPool)
     reports = {}
     with evidence_loop(image) as evidence:
         for workers in ("1", "3"):
@@ -206,7 +198,7 @@ def test_reader_processes_read_real_mounts_like_one_worker(
             reports[workers] = {k: scan[k] for k in ("verdict", "counts", "hits", "errors", "skipped")}
         assert evidence.sectors_written() == 0
     assert reports["1"] == reports["3"]
-    assert pools == [2], "--workers 3: one scan of both partitions with two reader processes"
+    assert [pool.count for pool in reader_pools] == [2], "--workers 3: one scan, two processes"
     hits = reports["1"]["hits"]
     assert isinstance(hits, list)
     assert sorted(h["path"].lower() for h in hits) == [

@@ -29,8 +29,7 @@ from agent.devices.selection import DeviceSelector, parse_rule
 from agent.devices.source import UdevDeviceSource
 from agent.journal import EncryptedJournal
 from agent.journal.sync_token import TOKEN_NAME, write_sync_token
-from agent.scan import engine
-from agent.scan.reader_processes import close_idle
+from agent.scan.reader_processes import ReaderPool
 from filters.builder import FilterBuilder
 from filters.container import write_filter
 from filters.digests import digest_path
@@ -252,25 +251,16 @@ def test_scan_workers_set_reads_with_reader_processes_in_the_daemon(
     kiosk_factory: Callable[..., Kiosk],
     known: dict[str, bytes],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    reader_pools: list[ReaderPool],
 ) -> None:
     """``scan.workers = 3`` (full mode: nothing to confirm): reader processes started from the
-    daemon's bay thread read a real read-only mount; the verdict and counts are as with threads."""
-    pools: list[int] = []
-
-    class CountedPool(engine.ReaderPool):
-        def __init__(self, count: int) -> None:
-            pools.append(count)
-            super().__init__(count)
-
-    monkeypatch.setattr(engine, "ReaderPool", CountedPool)
+    daemon's bay thread read a real read-only mount: every file read, the hit found, no errors."""
     kiosk = kiosk_factory(with_filter=known, scan={"workers": 3, "mode": "full"})
     files = filler(400, 3_000) | {"DCIM/Camera/IMG_0001.jpg": known["known_1.jpg"]}
     kiosk.plug(image(tmp_path, files, "procs"))
     kiosk.wait(lambda: kiosk.bay().verdict is not None)
-    close_idle()
     assert kiosk.bay().verdict == "priority_match"
-    assert pools == [2]
+    assert [pool.count for pool in reader_pools] == [2]
     (record,) = [r for r in kiosk.journal.records if r["type"] == "scan"]
     assert record["scan"]["counts"]["files_read"] == len(files)
     assert record["scan"]["errors"] == []

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agent.scan import Scanner, ScanReport, worker_state
+from agent.scan import engine as engine_module
+from agent.scan.reader_processes import ReaderPool, close_idle
 from filters.builder import FilterBuilder
 from filters.container import load_filter, write_filter
 from filters.digests import digest_path
@@ -93,3 +98,42 @@ def all_files(root: Path) -> list[Path]:
 
 def tree_size(root: Path) -> int:
     return sum(os.lstat(p).st_size for p in all_files(root))
+
+
+TIMEOUT = 30.0
+
+
+def warm(processes: int) -> None:
+    """Start ``processes`` reader processes and leave them idle: the next scan uses them at once."""
+    pool = ReaderPool(processes)
+    try:
+        assert pool.ready(TIMEOUT) == processes
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def applied(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The number of files of each batch a process read (counted by the engine)."""
+    counts: list[int] = []
+    real = worker_state.account
+
+    def account(*args: Any) -> int:
+        counts.append(len(args[3]))
+        return int(real(*args))
+
+    monkeypatch.setattr(engine_module, "account", account)
+    yield counts
+    close_idle()
+
+
+def scan(f: ContrabandFilter, root: Path, workers: int, **kw: Any) -> ScanReport:
+    """A scan in another thread (the forkserver is used from a thread), never waited for forever."""
+    result: list[ScanReport] = []
+    thread = threading.Thread(
+        target=lambda: result.append(Scanner([f], mode="full", workers=workers, **kw).scan([root]))
+    )
+    thread.start()
+    thread.join(TIMEOUT)
+    assert not thread.is_alive(), "scan hung"
+    return result[0]

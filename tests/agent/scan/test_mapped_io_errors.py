@@ -6,38 +6,21 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agent.demo.images import PartitionSpec, make_filesystem, missing_tools
-from agent.scan import engine as engine_module
-from agent.scan.reader_processes import ReaderPool, close_idle
+from agent.scan.reader_processes import ReaderPool
 
 from ..devices.images import pullable_device
-from .conftest import FilterFactory, write_random
-from .test_reader_processes import scan, warm
+from .conftest import FilterFactory, scan, warm, write_random
 
 pytestmark = [pytest.mark.root]
 
 
-@pytest.fixture
-def pools(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ReaderPool]]:
-    made: list[ReaderPool] = []
-
-    class RecordedPool(ReaderPool):
-        def __init__(self, count: int) -> None:
-            super().__init__(count)
-            made.append(self)
-
-    monkeypatch.setattr(engine_module, "ReaderPool", RecordedPool)
-    yield made
-    close_idle()
-
-
 def test_an_io_error_in_a_mapped_file_ends_the_process_and_is_reported(
-    tmp_path: Path, filters: FilterFactory, pools: list[ReaderPool]
+    tmp_path: Path, filters: FilterFactory, reader_pools: list[ReaderPool]
 ) -> None:
     if missing_tools(["ext4"]):
         pytest.skip("needs mkfs.ext4")
@@ -63,5 +46,5 @@ def test_an_io_error_in_a_mapped_file_ends_the_process_and_is_reported(
     assert {p.code for p in report.errors} == {"EIO"}, report.errors
     assert len(report.errors) == len(files)
     assert report.counts.files_read == 0
-    pool = pools[-1]
+    pool = reader_pools[-1]
     assert pool.deaths and all(code == -7 for code in pool.deaths), pool.deaths  # SIGBUS

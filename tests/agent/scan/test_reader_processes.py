@@ -1,5 +1,6 @@
 """Reader processes: the same reports as the threads and the inline path (hostile entries included),
-each file read once with the same checks, a killed process gives errors (never a hang), cancel."""
+each file read once with the same checks; a killed process or one that cannot start: its files are
+read by the scanning thread (never a hang, never lost); cancel; ^C; mapped reading."""
 
 from __future__ import annotations
 
@@ -11,60 +12,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.scan import Scanner, ScanReport, worker_state
 from agent.scan import engine as engine_module
 from agent.scan import reader_processes as reader_processes_module
-from agent.scan import walker as walker_module
+from agent.scan import worker_state
 from agent.scan.reader import read_digests
 from agent.scan.reader_processes import ReaderPool, _SharedFlag, close_idle, mapped_digests, read_folder
 from agent.scan.worker_state import EMPTY, ERROR, NOT_SCANNED, OK, SKIPPED, Outcome
-from filters.model import ContrabandFilter
 
-from .conftest import FilterFactory, write_random
-
-TIMEOUT = 30.0
-
-
-def warm(processes: int) -> None:
-    """Start ``processes`` reader processes and leave them idle: the next scan uses them at once."""
-    pool = ReaderPool(processes)
-    try:
-        assert pool.ready(TIMEOUT) == processes
-    finally:
-        pool.close()
-
-
-@pytest.fixture
-def applied(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """The number of files of each batch a process read (counted by the engine)."""
-    counts: list[int] = []
-    real = worker_state.account
-
-    def account(*args: Any) -> int:
-        counts.append(len(args[3]))
-        return int(real(*args))
-
-    monkeypatch.setattr(engine_module, "account", account)
-    yield counts
-    close_idle()
-
-
-def scan(f: ContrabandFilter, root: Path, workers: int, **kw: Any) -> ScanReport:
-    """A scan in another thread (the forkserver is used from a thread), never waited for forever."""
-    result: list[ScanReport] = []
-    thread = threading.Thread(
-        target=lambda: result.append(Scanner([f], mode="full", workers=workers, **kw).scan([root]))
-    )
-    thread.start()
-    thread.join(TIMEOUT)
-    assert not thread.is_alive(), "scan hung"
-    return result[0]
+from .conftest import TIMEOUT, FilterFactory, scan, warm, write_random
 
 
 def hostile_tree(root: Path, outside: Path) -> list[Path]:
@@ -108,38 +68,6 @@ def test_reports_are_identical_for_1_2_and_3_workers(
         assert report.verdict == "priority_match" and not report.complete
     else:
         assert report.complete and not report.errors and report.counts.files_read == 95
-
-
-@pytest.mark.parametrize("workers", [2, 3])
-def test_a_file_replaced_after_listing_gives_the_same_outcome(
-    tmp_path: Path, filters: FilterFactory, monkeypatch: pytest.MonkeyPatch, applied: list[int], workers: int
-) -> None:
-    """As tests/agent/scan/test_small_files.py does for the inline path: listed as regular files,
-    then a FIFO, a symlink to known material, a folder and nothing before a process opens them."""
-    root = tmp_path / "device"
-    known = write_random(tmp_path / "outside" / "known.jpg", 5000, 1)
-    for name in ("fifo", "link", "folder", "gone", "plain"):
-        write_random(root / name, 100, len(name))
-    original = walker_module.TreeWalker._add_files
-
-    def swap(self: walker_module.TreeWalker, directory: Any, files: list[bytes], klass: int) -> None:
-        if b"fifo" in files:
-            for name in ("fifo", "link", "folder", "gone"):
-                (root / name).unlink()
-            os.mkfifo(root / "fifo")
-            (root / "link").symlink_to(known)
-            (root / "folder").mkdir()
-        original(self, directory, files, klass)
-
-    monkeypatch.setattr(walker_module.TreeWalker, "_add_files", swap)
-    warm(workers - 1)
-    report = scan(filters.make([known], ("md5",)), root, workers)
-    assert applied == [5]  # the whole batch went to a process
-    assert report.verdict == "incomplete" and not report.hits
-    assert report.counts.files_seen == 5 and report.counts.files_read == 1
-    skipped = {os.path.basename(p.path): p.code for p in report.skipped}
-    assert skipped == {b"fifo": "changed_type", b"link": "symlink", b"folder": "changed_type"}
-    assert [(os.path.basename(p.path), p.code) for p in report.errors] == [(b"gone", "ENOENT")]
 
 
 def test_read_folder_outcomes_and_folder_checks(tmp_path: Path) -> None:
@@ -274,27 +202,17 @@ def test_the_forkserver_starts_from_a_thread(tmp_path: Path, filters: FilterFact
 
 
 def test_reader_processes_false_keeps_threads(
-    tmp_path: Path, filters: FilterFactory, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, filters: FilterFactory, reader_pools: list[ReaderPool]
 ) -> None:
     """The daemon's default (no ``scan.workers``): several workers stay threads, same report."""
-    pools: list[int] = []
-
-    class CountedPool(ReaderPool):
-        def __init__(self, count: int) -> None:
-            pools.append(count)
-            super().__init__(count)
-
-    monkeypatch.setattr(engine_module, "ReaderPool", CountedPool)
     files = [write_random(tmp_path / "tree" / f"{i}.dat", 500 + i, i) for i in range(40)]
     f = filters.make(files[:1], ("md5",))
     threads = scan(f, tmp_path / "tree", 3, reader_processes=False)
-    assert pools == []
+    assert reader_pools == []
     processes = scan(f, tmp_path / "tree", 3)
-    assert pools == [2]
-    close_idle()
-    assert threads.to_json()["hits"] == processes.to_json()["hits"]
-    assert threads.to_json()["counts"] == processes.to_json()["counts"]
-    assert threads.verdict == processes.verdict == "priority_match"
+    assert [pool.count for pool in reader_pools] == [2]
+    assert threads.to_json(timings=False) == processes.to_json(timings=False)
+    assert threads.verdict == "priority_match"
 
 
 def test_an_interrupt_while_answers_are_applied_ends_the_scan(

@@ -16,7 +16,7 @@ from agent.scan.order import is_media_name, split_media
 from agent.scan.reader import buffer_digester, open_regular, read_digests
 from filters.digests import DIGEST_KINDS
 
-from .conftest import FilterFactory, all_files, tree_size, write_random
+from .conftest import FilterFactory, all_files, scan, tree_size, warm, write_random
 
 
 def small_tree(root: Path) -> list[Path]:
@@ -93,12 +93,13 @@ def test_progress_estimate_is_exact_when_done(tmp_path: Path, filters: FilterFac
     assert progress.bytes_found == report.counts.bytes_seen and progress.eta_s == 0.0
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, 2, 3])
 def test_a_file_replaced_after_listing_is_not_opened_as_another_type(
-    tmp_path: Path, filters: FilterFactory, monkeypatch: pytest.MonkeyPatch, workers: int
+    tmp_path: Path, filters: FilterFactory, monkeypatch: pytest.MonkeyPatch, applied: list[int], workers: int
 ) -> None:
     """Listed as a regular file (d_type), then replaced by a FIFO, a symlink to known material and
-    a folder before it is opened: none is read, each is recorded, the verdict is not no_match."""
+    a folder before it is opened: none is read, each is recorded, the verdict is not no_match.
+    With 2 or 3 workers a reader process opens them (the same checks in another process)."""
     root = tmp_path / "device"
     known = write_random(tmp_path / "outside" / "known.jpg", 5000, 1)
     for name in ("fifo", "link", "folder", "gone", "plain"):
@@ -115,7 +116,10 @@ def test_a_file_replaced_after_listing_is_not_opened_as_another_type(
         original(self, directory, files, klass)  # type: ignore[arg-type]
 
     monkeypatch.setattr(walker_module.TreeWalker, "_add_files", swap)
-    report = Scanner([filters.make([known], ("md5",))], mode="full", workers=workers).scan([root])
+    if workers > 1:
+        warm(workers - 1)  # ready at once: the batch goes to a process, not the scanning thread
+    report = scan(filters.make([known], ("md5",)), root, workers)
+    assert applied == ([5] if workers > 1 else [])
     assert report.verdict == "incomplete" and not report.hits
     assert report.counts.files_seen == 5 and report.counts.files_read == 1
     skipped = {os.path.basename(p.path): p.code for p in report.skipped}
