@@ -13,6 +13,12 @@ Example::
 from __future__ import annotations
 
 import os
+import unicodedata
+
+# Unicode categories that change how a line displays without being visible themselves: format
+# characters (bidi overrides and isolates, zero-width joiners, BOM, soft hyphen), line and paragraph
+# separators, surrogates, private use and unassigned code points.
+INVISIBLE_CATEGORIES = frozenset({"Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
 class FieldtriageError(Exception):
@@ -45,7 +51,13 @@ class FilterBuildError(FieldtriageError):
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters and undecodable bytes escaped, safe for one terminal line."""
+    """``text`` with control characters, undecodable bytes and invisible format characters (bidi
+    overrides such as U+202E, which can make ``gpj.exe`` display as ``exe.jpg``) escaped, so that
+    one terminal line shows the name as it is.
+
+    >>> print(printable("photo\u202egpj.exe\u200b\x1b"))
+    photo\\u202egpj.exe\\u200b\\x1b
+    """
     out = []
     for ch in text:
         code = ord(ch)
@@ -55,6 +67,8 @@ def printable(text: str) -> str:
             out.append(repr(ch)[1:-1] if ch in "\t\n\r" else f"\\x{code:02x}")
         elif ch == "\\":
             out.append("\\\\")
+        elif code > 0x7F and unicodedata.category(ch) in INVISIBLE_CATEGORIES:
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
         else:
             out.append(ch)
     return "".join(out)

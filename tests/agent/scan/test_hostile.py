@@ -4,6 +4,7 @@ huge folders, deep nesting, bind-mount loops and hostile names."""
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent.scan import Scanner, ScanReport
+from agent.scan.cli import print_summary
 from agent.scan.names import path_from_b64
 from agent.scan.reader import DigestResult, open_regular, read_digests
 from filters.model import ContrabandFilter
@@ -254,3 +256,25 @@ def test_cancel_gives_incomplete(tmp_path: Path, known: tuple[Path, ContrabandFi
     report = Scanner([f], workers=1, cancel=cancel, reader=reader).scan([root])
     assert report.verdict == "incomplete" and report.cancelled and not report.complete
     assert report.counts.files_read < 50
+
+
+def test_bidi_and_invisible_characters_are_escaped(
+    tmp_path: Path, known: tuple[Path, ContrabandFilter]
+) -> None:
+    """U+202E makes ``photo\\u202egpj.exe`` display as ``photoexe.jpg``: the report shows the codes."""
+    path, f = known
+    root = tmp_path / "device"
+    root.mkdir()
+    spoofed = "photo\u202egpj.exe"
+    (root / spoofed).write_bytes(path.read_bytes())
+    (root / "zero\u200bwidth\u2066isolate\u2028line\ufeff.jpg").write_bytes(b"x" * 100)
+    report = Scanner([f], workers=1).scan([os.fsencode(root)])
+    document = json.loads(json.dumps(report.to_json()))
+    [hit] = document["hits"]
+    assert hit["path"].endswith("/photo\\u202egpj.exe")
+    assert path_from_b64(hit["path_b64"]) == os.fsencode(root / spoofed)
+    summary = io.StringIO()
+    print_summary(report, summary)
+    for text in (json.dumps(document, ensure_ascii=False), summary.getvalue()):
+        assert "\\u202e" in text
+        assert not any(ch in text for ch in "\u202e\u200b\u2066\u2028\ufeff")
