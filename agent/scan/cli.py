@@ -132,6 +132,13 @@ def print_summary(report: ScanReport, out: TextIO) -> None:
     print(f"mode: {report.mode}; digests: {', '.join(report.first_pass_kinds)}", file=out)
     if skipped_sets:
         print(f"  not consulted for every file: {'; '.join(skipped_sets)}", file=out)
+    unchecked = [f"{f.name} set {s.index}" for f in report.filters for s in f.sets if not s.checked]
+    if unchecked:
+        print(
+            f"  not checked at all ({report.mode} mode; no sample set covers their items): "
+            f"{'; '.join(unchecked)}: no match needs --mode auto or full",
+            file=out,
+        )
     if report.cancelled or report.stopped_at_first_priority or c.files_not_scanned:
         why = "cancelled" if report.cancelled else "stopped at the first priority match"
         print(f"scan {why}: {c.files_not_scanned:,} files found but not read", file=out)

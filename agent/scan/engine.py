@@ -450,7 +450,7 @@ class _Run:
         counts, hits, errors, skipped = totals_of(self.walker.tally, self.tallies)
         cancelled = self.scanner.cancel.is_set()
         complete = not (errors or cancelled or self.stopped_at_priority or counts.files_not_scanned)
-        complete = complete and walk_s is not None
+        complete = complete and walk_s is not None and not self.plan.unchecked_sets
         timings = Timings(
             workers=self.workers,
             started_at=wall,

@@ -4,7 +4,8 @@ Modes:
 
 * ``full``: every digest kind any set needs, for every file; every set is consulted.
 * ``quick``: only ``sample`` digests (at most 12 KiB read per file); only sample sets are consulted,
-  the others are skipped (the report lists them).
+  the others are skipped (the report lists them). A skipped set whose items no sample set covers
+  was checked against nothing, so such a scan is never ``no_match`` (``incomplete`` at best).
 * ``auto`` (default): per filter, when every whole-file set is covered by a sample set of the same
   items (``ContrabandFilter.fully_covered_by_samples``), only the sample sets are consulted and the
   whole-file sets of a sample set's group are looked up only to confirm a sample hit (the whole file
@@ -61,10 +62,11 @@ class FilterPlan:
     def summary(self) -> FilterSummary:
         """The report's description of this filter and the role of each of its sets."""
         contraband = self.contraband
+        unchecked = self.unchecked_sets()
         sets = tuple(
             SetSummary(
                 s.index, s.kind, s.category, s.priority, s.count, s.item_group,
-                self.roles[s.index], self.skipped_reason(s.index),
+                self.roles[s.index], self.skipped_reason(s.index), s.index not in unchecked,
             )
             for s in contraband.sets
         )  # fmt: skip
@@ -78,10 +80,16 @@ class FilterPlan:
             sets,
         )
 
+    def unchecked_sets(self) -> list[int]:
+        """Skipped sets whose items no consulted sample set covers: nothing checked them."""
+        return [i for i, role in self.roles.items() if role == "skipped" and i not in self.cover]
+
     def skipped_reason(self, index: int) -> str | None:
         role = self.roles[index]
+        if role == "skipped" and index not in self.cover:
+            return "quick mode consults only sample sets, and no sample set covers these items: not checked"
         if role == "skipped":
-            return "quick mode consults only sample sets"
+            return f"quick mode consults only sample sets; its items are in sample set {self.cover[index]}"
         if role == "confirm_only":
             return f"covered by sample set {self.cover[index]}: looked up only to confirm its hits"
         return None
@@ -105,6 +113,12 @@ class ScanPlan:
             raise UsageError("--mode", "quick mode needs a sample set, and no loaded filter has one")
         kinds = normalise_kinds(k for p in plans for k in p.first_pass_kinds)
         return cls(mode, plans, kinds, any(k != SAMPLE_KIND for k in kinds))
+
+    @property
+    def unchecked_sets(self) -> list[tuple[FilterPlan, int]]:
+        """Sets no file was checked against (quick mode, items without a sample set): a scan with
+        any is never ``no_match``."""
+        return [(p, i) for p in self.filters for i in p.unchecked_sets()]
 
     def may_read_again(self) -> bool:
         """True when a sample hit can need a whole-file digest the first pass does not compute."""

@@ -122,6 +122,7 @@ class SetSummary:
     item_group: int | None
     role: str
     note: str | None
+    checked: bool = True  # False: skipped, and no consulted set covers its items
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,6 +134,7 @@ class SetSummary:
             "item_group": self.item_group,
             "role": self.role,
             "note": self.note,
+            "checked": self.checked,
         }
 
 

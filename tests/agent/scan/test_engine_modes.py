@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 
 from agent.scan import Scanner
+from agent.scan.cli import print_summary
 from filters.digests import SAMPLE_CHUNK, SAMPLE_WHOLE_LIMIT, digest_path
 from filters.importers import DigestEntry
 
@@ -119,3 +121,34 @@ def test_a_single_file_can_be_scanned(filters: FilterFactory, known_tree: Tree) 
     _, known = known_tree()
     report = Scanner([filters.make(known)], workers=1).scan([known[0]])
     assert report.verdict == "priority_match" and report.hits[0].path == bytes(str(known[0]), "utf-8")
+
+
+def test_quick_mode_with_sets_no_sample_covers_is_never_no_match(
+    filters: FilterFactory, known_tree: Tree
+) -> None:
+    """A VICS-style import: md5 of the known items, no sample set for them (only for another item).
+    Quick mode consults the sample set alone, so the known items were checked against nothing."""
+    root, known = known_tree()
+    other = write_random(root.parent / "elsewhere" / "x", 5000, 99)
+    sample_of_other = [
+        DigestEntry(k, v, "known", "priority") for k, v in digest_path(other, ["sample"]).items()
+    ]
+    f = filters.make(known, ("md5",), from_content=False, extra=sample_of_other)
+    report = Scanner([f], mode="quick", workers=1).scan([root])
+    assert report.verdict == "incomplete" and report.exit_status == 3 and not report.complete
+    sets = {s["kind"]: s for s in report.to_json()["filters"][0]["sets"]}
+    assert sets["md5"]["role"] == "skipped" and sets["md5"]["checked"] is False
+    assert "not checked" in sets["md5"]["note"]
+    assert sets["sample"]["checked"] is True
+    summary = io.StringIO()
+    print_summary(report, summary)
+    assert "NO MATCH" not in summary.getvalue() and "not checked at all" in summary.getvalue()
+    assert Scanner([f], mode="auto", workers=1).scan([root]).verdict == "priority_match"
+
+
+def test_quick_mode_with_every_set_covered_can_be_no_match(filters: FilterFactory, known_tree: Tree) -> None:
+    root, _ = known_tree()
+    unrelated = filters.make([write_random(root.parent / "elsewhere" / "x", 5000, 99)], ("sample", "md5"))
+    report = Scanner([unrelated], mode="quick", workers=1).scan([root])
+    assert report.verdict == "no_match" and report.complete
+    assert all(s["checked"] for s in report.to_json()["filters"][0]["sets"])
