@@ -4,7 +4,14 @@ At a restart the kiosk continues numbering and the chain from the last segment's
 what is not secret (the header, frame lengths, chain hashes and signatures) and never decrypts (it
 cannot: the segment key died with the process). A torn or damaged end is set aside: the new segment
 records how many records and torn bytes the previous one had, so the station can tell a power cut
-from records removed later.
+from records removed later. The set-aside bytes stay in their file, which is never written again.
+
+What a power cut, a SIGKILL or a full disk can leave is set aside: a segment holding only its
+preamble, a frame cut short, zeros where a write never reached the disk, and a segment whose
+preamble itself was cut short while it was created (empty, zeros, or a prefix of a preamble
+followed by zeros: it can hold no record). What none of them can make (a segment signed by another
+key or with another number, a header whose signature fails, a file that is not a segment) is a
+``JournalError`` naming the file: someone must look before the kiosk writes on.
 
 Example::
 
@@ -16,7 +23,9 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +36,10 @@ from agent.journal.keys import raw_public
 from agent.journal.segment_format import (
     CHAIN_BYTES,
     HEADER_SIGNATURE_CONTEXT,
+    MAGIC,
+    MAX_HEADER_BYTES,
+    PREAMBLE,
+    SIGNATURE_BYTES,
     RecordFrame,
     SealFrame,
     SegmentFormatError,
@@ -69,14 +82,30 @@ def segment_files(folder: Path) -> list[tuple[int, Path]]:
 
 
 def read_segment_bytes(path: Path) -> bytes:
+    """The bytes of a segment file; JournalError for anything but a regular file (a FIFO would
+    block the start) or one larger than any segment."""
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_SEGMENT_FILE_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as err:
+        reason = "not a regular file (a symbolic link)" if err.errno == errno.ELOOP else None
+        raise JournalError(path, reason or f"cannot read: {err.strerror}") from err
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise JournalError(path, "not a regular file")
+        chunks, size = [], 0
+        while size <= MAX_SEGMENT_FILE_BYTES:
+            chunk = os.read(fd, min(1 << 20, MAX_SEGMENT_FILE_BYTES + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
     except OSError as err:
         raise JournalError(path, f"cannot read: {err.strerror}") from err
-    if len(data) > MAX_SEGMENT_FILE_BYTES:
+    finally:
+        os.close(fd)
+    if size > MAX_SEGMENT_FILE_BYTES:
         raise JournalError(path, "larger than any segment this journal writes")
-    return data
+    return b"".join(chunks)
 
 
 def read_tail(folder: Path, device_key: Ed25519PublicKey) -> JournalTail:
@@ -89,9 +118,13 @@ def read_tail(folder: Path, device_key: Ed25519PublicKey) -> JournalTail:
     try:
         header = parse_header(data)
     except SegmentFormatError as err:
-        raise JournalError(path, f"last segment is damaged: {err}") from err
-    if header.kiosk_key != raw_public(device_key) or header.number != number:
-        raise JournalError(path, "last segment was not written by this device key under this name")
+        if cut_while_created(data):  # holds no record: its preamble never reached the disk whole
+            return JournalTail(number + 1, bytes(CHAIN_BYTES), 0, False, len(data))
+        raise JournalError(path, f"last segment is not one this journal wrote: {err}") from err
+    if header.kiosk_key != raw_public(device_key):
+        raise JournalError(path, f"last segment was written by another device key (kiosk {header.kiosk_id})")
+    if header.number != number:
+        raise JournalError(path, f"last segment's header says segment {header.number} (renamed?)")
     if not _verifies(device_key, header.signature, HEADER_SIGNATURE_CONTEXT + header.raw):
         raise JournalError(path, "last segment's header signature does not verify")
     chain, count, sealed, end = header.hash, 0, False, header.frames_offset
@@ -113,14 +146,33 @@ def read_tail(folder: Path, device_key: Ed25519PublicKey) -> JournalTail:
             ):
                 sealed, end = True, frame.end
             break
-        else:
+        else:  # a torn frame, or bytes that are no frame (zeros a power cut left): set aside
             break
     if not sealed:
         chain, count, end, last_record = history[-1]
-        message = record_signed_message(header.hash, count - 1, chain)
-        if last_record is not None and not _verifies(device_key, last_record.signature, message):
+        if last_record is not None and not _verifies(
+            device_key, last_record.signature, record_signed_message(header.hash, count - 1, chain)
+        ):
             chain, count, end, _ = history[0]
     return JournalTail(number + 1, chain, count, sealed, len(data) - end)
+
+
+def cut_while_created(data: memoryview) -> bool:
+    """Whether bytes that do not parse as a preamble are what a cut-short creation leaves: what
+    reached the disk ends (before trailing zeros) inside a preamble that starts as ours.
+
+    >>> [cut_while_created(memoryview(b)) for b in (b"", bytes(512), MAGIC[:5], b"PK" + bytes(9))]
+    [True, True, True, False]
+    """
+    written = bytes(data).rstrip(b"\0")
+    if len(written) <= len(MAGIC):
+        return MAGIC.startswith(written)
+    if not written.startswith(MAGIC):
+        return False
+    if len(written) < PREAMBLE.size:
+        return True  # the header length itself was cut
+    length: int = PREAMBLE.unpack_from(written, 0)[1]
+    return 0 < length <= MAX_HEADER_BYTES and len(written) < PREAMBLE.size + length + SIGNATURE_BYTES
 
 
 def _verifies(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:

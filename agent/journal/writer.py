@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -60,7 +61,7 @@ from agent.journal.segment_format import (
 )
 from agent.journal.tail import JournalTail, read_tail
 from filters import __version__
-from filters.errors import FieldtriageError, JournalError
+from filters.errors import JournalError
 
 MAX_SEGMENT_BYTES = 4 << 20
 MAX_SEGMENT_RECORDS = 10_000
@@ -78,7 +79,8 @@ class _OpenSegment:
 
 
 class EncryptedJournal:
-    """A journal only the station can read; see the module docstring. Not thread-safe."""
+    """A journal only the station can read; see the module docstring. Thread-safe: the daemon
+    appends from every bay's thread (one index, one nonce per record needs one writer at a time)."""
 
     def __init__(
         self,
@@ -104,6 +106,7 @@ class EncryptedJournal:
         self._max_bytes = max_segment_bytes
         self._max_records = max_segment_records
         self._segment: _OpenSegment | None = None
+        self._lock = threading.RLock()
 
     @classmethod
     def open(
@@ -125,12 +128,12 @@ class EncryptedJournal:
             for stale in folder.glob(".segment-*.tmp"):
                 stale.unlink()  # a header-only file never renamed into place: holds no record
             tail = read_tail(folder, device_key.public_key())
-        except (OSError, FieldtriageError) as err:
+            return cls(folder, device_key, station_key, lock_fd, tail, **options)
+        except BaseException as err:  # whatever stops the open, the folder is let go
             os.close(lock_fd)
-            if isinstance(err, FieldtriageError):
-                raise
-            raise JournalError(folder, f"cannot open: {err.strerror}") from err
-        return cls(folder, device_key, station_key, lock_fd, tail, **options)
+            if isinstance(err, OSError):
+                raise JournalError(folder, f"cannot open: {err.strerror}") from err
+            raise
 
     @property
     def kiosk_id(self) -> str:
@@ -138,55 +141,58 @@ class EncryptedJournal:
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Seal, chain, sign, write and fdatasync one record; JournalError if it is not on disk."""
-        if self._lock_fd is None:
-            raise JournalError(self.folder, "journal is closed")
         body = normalised(record)
-        plaintext = cbor2.dumps({RESERVED_KEY: self._clock.now(), **body})
-        if len(plaintext) + TAG_BYTES > MAX_SEALED_BYTES:
-            raise JournalError(
-                "record", f"{len(plaintext)} bytes encoded, limit {MAX_SEALED_BYTES - TAG_BYTES}"
-            )
-        try:
-            segment = self._segment_for_next_record()
-            index = segment.count
-            sealed = segment.aead.encrypt(
-                record_nonce(index), plaintext, record_associated_data(segment.header_hash, index)
-            )
-            chain = next_chain(segment.chain, sealed)
-            signature = self._device_key.sign(record_signed_message(segment.header_hash, index, chain))
-            frame = encode_record_frame(index, sealed, chain, signature)
-            self._write_durably(segment, frame)
-        except JournalError as err:
-            self._fail(err)
-            raise
-        segment.chain, segment.count = chain, index + 1
-        self.healthy = True
+        with self._lock:
+            if self._lock_fd is None:
+                raise JournalError(self.folder, "journal is closed")
+            plaintext = cbor2.dumps({RESERVED_KEY: self._clock.now(), **body})
+            if len(plaintext) + TAG_BYTES > MAX_SEALED_BYTES:
+                raise JournalError(
+                    "record", f"{len(plaintext)} bytes encoded, limit {MAX_SEALED_BYTES - TAG_BYTES}"
+                )
+            try:
+                segment = self._segment_for_next_record()
+                index = segment.count
+                sealed = segment.aead.encrypt(
+                    record_nonce(index), plaintext, record_associated_data(segment.header_hash, index)
+                )
+                chain = next_chain(segment.chain, sealed)
+                message = record_signed_message(segment.header_hash, index, chain)
+                frame = encode_record_frame(index, sealed, chain, self._device_key.sign(message))
+                self._write_durably(segment, frame)
+            except JournalError as err:
+                self._fail(err)
+                raise
+            segment.chain, segment.count = chain, index + 1
+            self.healthy = True
 
     def close(self) -> None:
         """Seal the open segment and release the folder; JournalError if the seal is not on disk."""
-        if self._lock_fd is None:
-            return
-        try:
-            self.rotate()
-        finally:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        with self._lock:
+            if self._lock_fd is None:
+                return
+            try:
+                self.rotate()
+            finally:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     def rotate(self) -> None:
         """Seal the open segment now (e.g. before a sync); the next append starts a new one."""
-        segment = self._segment
-        if segment is None:
-            return
-        message = seal_signed_message(segment.header_hash, segment.count, segment.chain)
-        seal = encode_seal_frame(segment.count, segment.chain, self._device_key.sign(message))
-        try:
-            self._write_durably(segment, seal)
-        except JournalError as err:
-            self._fail(err)
-            raise
-        self._segment = None
-        os.close(segment.fd)
-        self._tail = JournalTail(self._tail.next_number, segment.chain, segment.count, True, 0)
+        with self._lock:
+            segment = self._segment
+            if segment is None:
+                return
+            message = seal_signed_message(segment.header_hash, segment.count, segment.chain)
+            seal = encode_seal_frame(segment.count, segment.chain, self._device_key.sign(message))
+            try:
+                self._write_durably(segment, seal)
+            except JournalError as err:
+                self._fail(err)
+                raise
+            self._segment = None
+            os.close(segment.fd)
+            self._tail = JournalTail(self._tail.next_number, segment.chain, segment.count, True, 0)
 
     def __enter__(self) -> EncryptedJournal:
         return self
@@ -246,19 +252,23 @@ class EncryptedJournal:
         )
         preamble = encode_preamble(header, self._device_key.sign(HEADER_SIGNATURE_CONTEXT + header))
         path = self.folder / segment_name(number)
-        fd = _create_durably(path, preamble)
+        header_hash = header_hash_of(header)
+        try:
+            fd = _create_durably(path, preamble)
+        except JournalError:
+            if os.path.lexists(path):  # renamed into place, then a failure: the name is taken
+                self._tail = JournalTail(number + 1, header_hash, 0, False, 0)
+            raise
         # The next segment number is taken even if this one is later abandoned: never reuse a name.
         self._tail = JournalTail(
             number + 1, tail.previous_chain, tail.previous_records, tail.previous_sealed, 0
         )
-        return _OpenSegment(path, fd, header_hash_of(header), key, len(preamble))
+        return _OpenSegment(path, fd, header_hash, key, len(preamble))
 
     @staticmethod
     def _write_durably(segment: _OpenSegment, frame: bytes) -> None:
         try:
-            written = 0
-            while written < len(frame):
-                written += os.write(segment.fd, frame[written:])
+            _write_all(segment.fd, frame)
             os.fdatasync(segment.fd)
         except OSError as err:
             raise JournalError(segment.path, f"cannot write: {err.strerror}") from err
@@ -284,9 +294,9 @@ def _create_durably(path: Path, preamble: bytes) -> int:
     """Write the header to a temporary file, fsync, rename into place, fsync the folder."""
     temporary = path.with_name(f".{path.stem}.tmp")
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, preamble)
+            _write_all(fd, preamble)  # a nearly full disk writes part and says so: never rename that
             os.fsync(fd)
             os.rename(temporary, path)
             fsync_folder(path.parent)
@@ -298,9 +308,15 @@ def _create_durably(path: Path, preamble: bytes) -> int:
         raise JournalError(path, f"cannot create segment: {err.strerror}") from err
     os.close(fd)
     try:
-        return os.open(path, os.O_WRONLY | os.O_APPEND)
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
     except OSError as err:
         raise JournalError(path, f"cannot open segment: {err.strerror}") from err
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view, written = memoryview(data), 0
+    while written < len(data):
+        written += os.write(fd, view[written:])
 
 
 def fsync_folder(folder: Path) -> None:
