@@ -4,7 +4,8 @@ Key files are PEM: ``PREFIX.key`` holds the PKCS#8 private key (mode 0600, never
 ``PREFIX.pub`` the SubjectPublicKeyInfo public key, so openssl and other tools can read both. A key
 id is the first 16 bytes of BLAKE3 over the raw 32-byte public key, written as 32 hex digits.
 
-A trust store is built from public key files and folders of them (every ``*.pub`` inside).
+A trust store is built from public key files and folders of them (every ``*.pub`` inside). Key
+files are read through ``filters.safe_files``: a FIFO or a device is refused at once, never waited on.
 
 Example::
 
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from filters.errors import KeyFileError
+from filters.safe_files import read_regular_file
 
 KEY_ID_BYTES = 16
 MAX_KEY_FILE_BYTES = 64 * 1024
@@ -83,14 +85,8 @@ def write_new_key_file(path: Path, data: bytes, mode: int) -> None:
 
 
 def _read_key_file(path: Path) -> bytes:
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_KEY_FILE_BYTES + 1)
-    except OSError as err:
-        raise KeyFileError(path, f"cannot read: {err.strerror}") from err
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise KeyFileError(path, "too large to be a key file")
-    return data
+    """A key file's bytes: never blocks (a FIFO or a device is refused), at most 64 KiB."""
+    return read_regular_file(path, MAX_KEY_FILE_BYTES, KeyFileError, "a key file")
 
 
 PrivateKeyT = TypeVar("PrivateKeyT")

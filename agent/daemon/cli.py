@@ -18,7 +18,15 @@ from agent.devices.mounter import Mounter
 from agent.devices.selection import DeviceSelector
 from agent.devices.source import UdevDeviceSource
 from agent.journal import EncryptedJournal, Journal, PlainJournal
-from agent.lights.bay import GpioLights, LightsBackend, RecordingLights, TerminalLights
+from agent.lights.bay import (
+    GpioLights,
+    LightsBackend,
+    LightsUnavailable,
+    RecordingLights,
+    TerminalLights,
+    gpio_pin_factory,
+)
+from filters.errors import ConfigError, printable
 from filters.keys import load_public_key
 
 DEFAULT_CONFIG = Path("/etc/fieldtriage/agent.toml")
@@ -49,29 +57,53 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def lights_for(config: AgentConfig, pin_factory: Any = None) -> dict[str, LightsBackend]:
+    """Each bay's lights; a backend that cannot be used here (``gpio`` without GPIO) is one
+    ``ConfigError`` naming ``lights.backend`` and what was tried."""
     backend = config.lights.backend
-    if backend == "mock" and pin_factory is None:
-        from gpiozero.pins.mock import MockFactory
-
-        pin_factory = MockFactory()
     lights: dict[str, LightsBackend] = {}
-    for bay in config.bays:
-        if backend in ("gpio", "mock"):
-            lights[bay.name] = GpioLights(
-                bay.red, bay.amber, bay.green, bay.buzzer,
-                active_high=config.lights.active_high, pin_factory=pin_factory,
-            )  # fmt: skip
-        elif backend == "terminal":
-            lights[bay.name] = TerminalLights(bay.name)
-        else:
-            lights[bay.name] = RecordingLights()
+    where = ""
+    try:
+        if backend == "mock" and pin_factory is None:
+            from gpiozero.pins.mock import MockFactory
+
+            pin_factory = MockFactory()
+        if backend == "gpio" and pin_factory is None:
+            pin_factory = gpio_pin_factory()
+        for index, bay in enumerate(config.bays):
+            where = f"bays[{index}]: "
+            if backend in ("gpio", "mock"):
+                lights[bay.name] = GpioLights(
+                    bay.red, bay.amber, bay.green, bay.buzzer,
+                    active_high=config.lights.active_high, pin_factory=pin_factory,
+                )  # fmt: skip
+            elif backend == "terminal":
+                lights[bay.name] = TerminalLights(bay.name)
+            else:
+                lights[bay.name] = RecordingLights()
+    except LightsUnavailable as err:
+        for made in lights.values():
+            made.close()
+        raise ConfigError(
+            config.source, f"lights.backend: {backend!r} cannot be used: {where}{err.reason}"
+        ) from err
     return lights
+
+
+def make_folder(config: AgentConfig, key: str) -> None:
+    """Make the folder ``paths.KEY`` (the runtime or journal folder) or refuse with one line."""
+    folder: Path = getattr(config.paths, key)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            config.source, f"paths.{key}: cannot make {printable(str(folder))}: {err.strerror}"
+        ) from err
 
 
 def open_journal(config: AgentConfig) -> Journal:
     """The encrypted journal when a station key is configured, else a plain local log."""
     folder = config.paths.journal
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(config, "journal")
     if config.paths.station_key is not None:
         return EncryptedJournal.open(folder, config.paths.device_key, config.paths.station_key)
     logging.getLogger(__name__).warning("no station key configured: journal is a plain local log")
@@ -79,6 +111,9 @@ def open_journal(config: AgentConfig) -> Journal:
 
 
 def build_daemon(config: AgentConfig, *, pin_factory: Any = None) -> Daemon:
+    # the lights first: a kiosk that cannot show anything is refused before anything is opened
+    lights = lights_for(config, pin_factory)
+    make_folder(config, "runtime")
     mounter = Mounter(config.paths.runtime)
     selector = DeviceSelector.from_texts(config.devices.match)
     source = UdevDeviceSource(selector, settle_seconds=config.devices.settle_seconds)
@@ -94,7 +129,7 @@ def build_daemon(config: AgentConfig, *, pin_factory: Any = None) -> Daemon:
         config,
         source=source,
         mounter=mounter,
-        lights=lights_for(config, pin_factory),
+        lights=lights,
         journal=journal,
         journal_health=journal_health,
         notifier=SystemdNotifier.from_environment(),

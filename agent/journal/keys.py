@@ -39,7 +39,10 @@ def load_or_create_device_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey
     if path.suffix != PRIVATE_SUFFIX:
         raise KeyFileError(path, f"a device key file name must end in {PRIVATE_SUFFIX}")
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise KeyFileError(path, f"cannot make its folder: {err.strerror}") from err
         try:
             generate_key_pair(path.with_suffix(""))
         except KeyFileError:

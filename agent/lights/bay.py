@@ -7,6 +7,8 @@ themselves with a stepped clock, so pin histories are exact.
 
 Backends: ``GpioLights`` (gpiozero, any pin factory: lgpio on a Pi 5, the mock factory in tests),
 ``TerminalLights`` (the same states drawn in a terminal, for ``make demo``), ``RecordingLights``.
+A machine without GPIO, or a pin that cannot be driven, is ``LightsUnavailable`` (one line: what was
+tried and why it failed), never gpiozero's exception.
 
 Example::
 
@@ -20,15 +22,62 @@ Example::
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
 from agent.lights.signals import Levels, Signal, levels_at
+from filters.errors import FieldtriageError, printable
+
+log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.05
+
+
+class LightsUnavailable(FieldtriageError):
+    """GPIO outputs that cannot be driven here: no pin factory works, or a pin cannot be claimed."""
+
+
+def _one_line(err: object) -> str:
+    return printable(" ".join(str(err).split()) or type(err).__name__)
+
+
+def gpio_pin_factory() -> Any:
+    """gpiozero's default pin factory (lgpio, rpigpio, pigpio, native, or ``GPIOZERO_PIN_FACTORY``).
+
+    Where none works (a machine without GPIO) gpiozero warns once per factory it tried and raises
+    ``BadPinFactory``; here that is one ``LightsUnavailable`` listing every factory tried and why.
+    """
+    from gpiozero import Device
+    from gpiozero.exc import PinFactoryFallback
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            Device.ensure_pin_factory()
+        # BadPinFactory, PinUnknownPi, ImportError, OSError: whatever a factory raises
+        except Exception as err:
+            chosen = os.environ.get("GPIOZERO_PIN_FACTORY")
+            if chosen is not None:
+                raise LightsUnavailable(
+                    "gpio", f"GPIOZERO_PIN_FACTORY={printable(chosen)}: {_one_line(err)}"
+                ) from err
+            tried = [
+                _one_line(w.message).removeprefix("Falling back from ")
+                for w in caught
+                if isinstance(w.message, PinFactoryFallback)
+            ]
+            raise LightsUnavailable(
+                "gpio", f"no GPIO pin factory works here (tried {'; '.join(tried) or _one_line(err)})"
+            ) from err
+    for warning in caught:  # a factory found after others failed (the slow native one, say)
+        log.warning("gpio: %s", _one_line(warning.message))
+    return Device.pin_factory
 
 
 class LightsBackend(Protocol):
@@ -67,12 +116,23 @@ class GpioLights:
     ) -> None:
         from gpiozero import LED, Buzzer
 
-        self.outputs = [
-            LED(pin, active_high=active_high, pin_factory=pin_factory) for pin in (red, amber, green)
-        ]
-        self.buzzer = (
-            Buzzer(buzzer, active_high=active_high, pin_factory=pin_factory) if buzzer is not None else None
-        )
+        self.outputs: list[Any] = []
+        self.buzzer: Any = None
+        if pin_factory is None:
+            pin_factory = gpio_pin_factory()
+        roles = [("red", red, LED), ("amber", amber, LED), ("green", green, LED), ("buzzer", buzzer, Buzzer)]
+        for role, pin, kind in roles:
+            if pin is None:
+                continue
+            try:
+                device = kind(pin, active_high=active_high, pin_factory=pin_factory)
+            except Exception as err:  # GPIOPinInUse, PinInvalidPin, OSError (no /dev/gpiochip0 access)...
+                self.close()
+                raise LightsUnavailable(f"GPIO {pin}", f"GPIO {pin} ({role}): {_one_line(err)}") from err
+            if role == "buzzer":
+                self.buzzer = device
+            else:
+                self.outputs.append(device)
 
     def set(self, levels: Levels, label: str = "") -> None:
         for output, level in zip(self.outputs, (levels.red, levels.amber, levels.green), strict=True):

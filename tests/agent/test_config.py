@@ -54,7 +54,7 @@ def test_defaults_and_a_full_config(tmp_path: Path) -> None:
             "scan.stop_at_first_priority: must be true or false",
         ),
         ({"bays": [BAY], "lights": {"backend": "lasers"}}, "lights.backend: must be one of"),
-        ({"bays": [BAY], "devices": {"match": ["ID_BUS"]}}, "devices.match:"),
+        ({"bays": [BAY], "devices": {"match": ["ID_BUS"]}}, "devices.match[0]: ID_BUS: a match rule is"),
         ({"bays": []}, "bays: at least one"),
         ({"bays": [{"name": "a", "red": 1, "amber": 2}]}, "bays[0]: missing key green"),
         (
@@ -79,3 +79,144 @@ def test_missing_folders_and_bad_files(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (
+            {"bays": [BAY], "lights": {"backend": "lasers"}},
+            "lights.backend: must be one of gpio, mock, terminal, none, not 'lasers'",
+        ),
+        (
+            {"bays": [BAY], "scan": {"workers": -1}},
+            "scan.workers: must be a whole number from 0 to 64, not -1",
+        ),
+        (
+            {"bays": [BAY], "scan": {"workers": 65}},
+            "scan.workers: must be a whole number from 0 to 64, not 65",
+        ),
+        (
+            {"bays": [BAY], "scan": {"workers": 16**4000}},
+            "scan.workers: must be a whole number from 0 to 64, not a 16001-bit number",
+        ),
+        (
+            {"bays": [BAY], "scan": {"workers": True}},
+            "scan.workers: must be a whole number from 0 to 64, not bool True",
+        ),
+        (
+            {"bays": [BAY], "devices": {"settle_seconds": -0.5}},
+            "devices.settle_seconds: must be a finite number between 0 and 60, not -0.5",
+        ),
+        ({"bays": [BAY], "devices": {"settle_seconds": float("-inf")}}, "between 0 and 60, not -inf"),
+        (
+            {"bays": [BAY], "devices": {"settle_seconds": "1"}},
+            "devices.settle_seconds: must be a finite number between 0 and 60, not str '1'",
+        ),
+        ({"bays": [BAY], "devices": {"match": "ID_BUS=usb"}}, "devices.match: must be a list of text"),
+        (
+            {"bays": [BAY], "devices": {"match": ["ID_BUS=usb"] * 33}},
+            "devices.match: at most 32 rules, not 33",
+        ),
+        (
+            {"bays": [BAY], "devices": {"match": ["ID_BUS=" + "u" * 300]}},
+            "devices.match[0]: too long (307 characters, at most 256)",
+        ),
+        (
+            {"bays": [BAY], "devices": {"match": ["ID_BUS=usb\n"]}},
+            "devices.match[0]: must not contain control characters",
+        ),
+        (
+            {"bays": [BAY], "scan": {"mode": "x" * 10_000}},
+            "scan.mode: too long (10000 characters, at most 256)",
+        ),
+        ({"bays": [{**BAY, "port": ""}]}, "bays[0].port: must not be empty"),
+        ({"bays": [{**BAY, "port": "usb-0:1\t"}]}, "bays[0].port: must not contain control characters"),
+        ({"bays": [{**BAY, "port": "p" * 300}]}, "bays[0].port: too long (300 characters, at most 256)"),
+        (
+            {
+                "bays": [
+                    {**BAY, "port": "usb-0:1*"},
+                    {"name": "b", "red": 5, "amber": 6, "green": 13, "port": "usb-0:1*"},
+                ]
+            },
+            "bays[1].port: 'usb-0:1*' is also bays[0].port",
+        ),
+        ({"bays": [{**BAY, "name": 7}]}, "bays[0].name: must be text, not int 7"),
+        ({"bays": [{**BAY, "red": -1}]}, "bays[0].red: GPIO -1 does not exist (0-27)"),
+        ({"bays": [{**BAY, "red": 17.0}]}, "bays[0].red: must be a whole number, not float 17.0"),
+        ({"bays": [{**BAY, "red": 2**70}]}, "bays[0].red: GPIO 1180591620717411303424 does not exist (0-27)"),
+        ({"bays": [{**BAY, "buzzer": 17}]}, "bays[0].buzzer: GPIO 17 is already bays[0].red"),
+        ({"bays": [BAY] * 10}, "bays[1].name: bay name 'front' used twice"),
+        ({"bays": {"name": "front"}}, "bays: at least one [[bays]] table is needed"),
+        ({"bays": [BAY, 3]}, "bays[1]: must be a table"),
+        (
+            {"bays": [BAY], "paths": {"device_key": "/var/lib/fieldtriage/device.pem"}},
+            "paths.device_key: the file name must end in .key",
+        ),
+        ({"bays": [BAY], "paths": {"journal": ""}}, "paths.journal: must be a path (text), not str ''"),
+        (
+            {"bays": [BAY], "paths": {"journal": "/x/" * 2000}},
+            "paths.journal: too long (6000 characters, at most 4096)",
+        ),
+        (
+            {"bays": [BAY], "paths": {"journal": "/var/lib/j\nournal"}},
+            "paths.journal: must not contain control characters",
+        ),
+        ({"bays": [BAY], "pa\x1bths": {}}, "pa\\x1bths: unknown section"),
+        ({"bays": [BAY], "scan": {"x" * 500: 1}}, "scan." + "x" * 40 + "...: unknown key"),
+    ],
+)
+def test_more_refusals(raw: dict[str, Any], reason: str) -> None:
+    message = refused(raw)
+    assert reason in message, message
+    assert len(message) < 400, message
+
+
+def test_values_are_shown_short_in_refusals() -> None:
+    message = refused({"bays": [BAY], "scan": {"workers": "9" * 100_000}})
+    assert "scan.workers: must be a whole number from 0 to 64, not str '99999" in message
+    assert len(message) < 200, message
+
+
+def test_the_device_key_is_not_put_in_the_trust_folder(tmp_path: Path) -> None:
+    (tmp_path / "filters").mkdir()
+    (tmp_path / "trust").mkdir()
+    (tmp_path / "station.pub").write_text("x")
+    raw = {
+        "bays": [BAY],
+        "paths": {
+            "filters": str(tmp_path / "filters"),
+            "trust": str(tmp_path / "trust"),
+            "runtime": str(tmp_path / "run"),
+            "journal": str(tmp_path / "journal"),
+            "device_key": str(tmp_path / "trust" / "device.key"),
+            "station_key": str(tmp_path / "station.pub"),
+        },
+    }
+    reason = refused(raw, check_folders=True)
+    assert (
+        "paths.device_key: must not be in paths.trust (its .pub would be trusted to sign filters)" in reason
+    )
+
+
+def test_ports_may_repeat_the_default_glob() -> None:
+    second = {"name": "back", "red": 5, "amber": 6, "green": 13}
+    config = parse_config(
+        {"bays": [BAY, second], "lights": {"backend": "none"}}, "agent.toml", check_folders=False
+    )
+    assert [b.port for b in config.bays] == ["*", "*"]
+
+
+def test_limits_are_accepted() -> None:
+    config = parse_config(
+        {
+            "bays": [{**BAY, "name": "n" * 32, "port": "p" * 256}],
+            "scan": {"workers": 64},
+            "devices": {"settle_seconds": 60, "match": ["ID_BUS=usb"] * 32},
+        },
+        "agent.toml",
+        check_folders=False,
+    )
+    assert config.devices.settle_seconds == 60.0 and isinstance(config.devices.settle_seconds, float)
+    assert config.scan.workers == 64 and config.bays[0].name == "n" * 32
