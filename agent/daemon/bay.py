@@ -1,8 +1,12 @@
 """A bay: one USB port with its lights; a worker thread takes one device from plug to verdict.
 
 The worker mounts read-only, scans, lights red at the first priority hit while the scan goes on,
-leaves the verdict lit, and journals the whole scan. A failure in one bay's worker never reaches
-another bay: everything it does is caught and turned into "could not check".
+journals the whole scan and only then lights the verdict: a verdict is shown only once its record is
+on disk. When the record cannot be written, a priority match stays red with the fault beside it
+(``PRIORITY_MATCH_UNRECORDED``: the officer must act on it) and any other verdict shows the fault
+signal, never green; the bay's ``problem`` (in the status file) says why. The same holds for a sync
+("sync done" only once its record is on disk). A failure in one bay's worker never reaches another
+bay: everything it does is caught and turned into "could not check".
 
 Example::
 
@@ -42,6 +46,8 @@ VERDICT_SIGNALS = {
     "no_match": Signal.NO_MATCH,
     "incomplete": Signal.INCOMPLETE,
 }
+# what a bay shows when the verdict's record cannot be journaled: never the verdict itself
+UNRECORDED_SIGNALS = {"priority_match": Signal.PRIORITY_MATCH_UNRECORDED}
 
 
 class JournalSink(Protocol):
@@ -64,6 +70,7 @@ class Bay:
     priority_hits: int = 0
     started: str | None = None
     finished: str | None = None
+    problem: str | None = None  # why the bay shows a fault (a refusal, a journal that failed)
     worker: BayWorker | None = field(default=None, repr=False)
 
     @property
@@ -87,6 +94,7 @@ class Bay:
             "priority_hits": self.priority_hits,
             "started": self.started,
             "finished": self.finished,
+            "problem": self.problem,
         }
 
 
@@ -128,6 +136,7 @@ class BayWorker(threading.Thread):
         bay = self.bay
         bay.phase, bay.device, bay.verdict, bay.progress = "mounting", self.identity, None, None
         bay.hits = bay.priority_hits = 0
+        bay.problem = None
         bay.started, bay.finished = now_iso(), None
         if self.refusal is None:
             bay.lights.show(Signal.SCANNING, 0.0)
@@ -142,12 +151,17 @@ class BayWorker(threading.Thread):
             return  # synced, or not scanned: already shown and journaled
         if self.unplugged and verdict not in ("priority_match", "match"):
             verdict = "incomplete"
-        bay.verdict = verdict
-        bay.phase = "done" if not self.unplugged else "removed early"
         bay.finished = now_iso()
         bay.progress = 1.0 if verdict != "incomplete" else bay.progress
-        bay.lights.show(VERDICT_SIGNALS[verdict])
-        self._journal(verdict, time.monotonic() - started)
+        signal = VERDICT_SIGNALS[verdict]
+        if self._journal(verdict, signal, time.monotonic() - started):
+            bay.phase = "done" if not self.unplugged else "removed early"
+            bay.lights.show(signal)
+        else:
+            bay.phase = "not journaled"
+            bay.problem = f"journal: {self.journal_error}"
+            bay.lights.show(UNRECORDED_SIGNALS.get(verdict, Signal.FAULT))
+        bay.verdict = verdict
         self.on_change()
 
     def _mount_and_scan(self) -> str | None:
@@ -182,14 +196,11 @@ class BayWorker(threading.Thread):
     def _not_scanned(self, reason: str) -> None:
         bay = self.bay
         log.error("bay %s: not scanning %s: %s", bay.name, self.identity.label(), reason)
-        bay.phase, bay.verdict, bay.finished = "not scanned", None, now_iso()
-        bay.lights.show(Signal.FAULT)
-        try:
-            self.journal.append(
-                {"type": "not_scanned", "bay": bay.name, "device": self.identity.describe(), "reason": reason}
-            )
-        except Exception as err:
-            self.journal_error = str(err)
+        bay.phase, bay.verdict, bay.finished, bay.problem = "not scanned", None, now_iso(), reason
+        bay.lights.show(Signal.FAULT)  # shown whether or not the record can be written
+        record = {"type": "not_scanned", "bay": bay.name, "device": self.identity.describe()}
+        if not self._append(record | {"reason": reason}):
+            bay.problem = f"{reason}; journal: {self.journal_error}"
         self.on_change()
 
     def _synced(self, mounted: MountedDevice, setup: SyncSetup) -> bool:
@@ -214,13 +225,14 @@ class BayWorker(threading.Thread):
             log.error("bay %s: sync failed: %s", bay.name, err)
             record = {"type": "sync", "error": str(err), "token_id": token.token_id}
             signal, bay.verdict = Signal.FAULT, "sync failed"
-        record |= {"bay": bay.name, "device": self.identity.describe()}
+        record |= {"bay": bay.name, "device": self.identity.describe(), "lights_shown": [signal.value]}
         bay.phase, bay.finished = "done", now_iso()
-        bay.lights.show(signal)
-        try:
-            self.journal.append(record)
-        except Exception as err:
-            self.journal_error = str(err)
+        if self._append(record):
+            bay.problem = None if signal is Signal.SYNC_DONE else f"sync: {record.get('error')}"
+        else:
+            bay.phase, signal = "not journaled", Signal.FAULT
+            bay.problem = f"journal: {self.journal_error}"
+        bay.lights.show(signal)  # "sync done" only once its record is on disk
         self.on_change()
         return True
 
@@ -238,8 +250,13 @@ class BayWorker(threading.Thread):
             signal = Signal.SCANNING_PRIORITY if bay.priority_hits else Signal.SCANNING
             bay.lights.show(signal, bay.progress)
 
-    def _journal(self, verdict: str, seconds: float) -> None:
+    def _journal(self, verdict: str, signal: Signal, seconds: float) -> bool:
+        """Append the scan's record; True once it is on disk. ``lights_shown`` ends with the
+        verdict's signal, which the bay shows only then."""
         result = self.result
+        shown = self.bay.lights.shown[self._shown_from :]
+        if self.bay.lights.signal is not signal:
+            shown.append(signal.value)
         record: dict[str, Any] = {
             "type": "scan",
             "bay": self.bay.name,
@@ -254,7 +271,7 @@ class BayWorker(threading.Thread):
             "seconds": round(seconds, 3),
             "verdict": verdict,
             "removed_early": self.unplugged,
-            "lights_shown": self.bay.lights.shown[self._shown_from :],
+            "lights_shown": shown,
             "notes": self.notes,
         }
         if result is not None:
@@ -264,8 +281,14 @@ class BayWorker(threading.Thread):
             record["device_problems"] = device["device_problems"]
             record["cleanup_problems"] = device["cleanup_problems"]
             record["scan"] = device["scan"]
+        return self._append(record)
+
+    def _append(self, record: dict[str, Any]) -> bool:
+        """True once ``record`` is on disk; else the error is kept in ``journal_error`` and logged."""
         try:
             self.journal.append(record)
         except Exception as err:
             self.journal_error = str(err)
             log.error("bay %s: journal write failed: %s", self.bay.name, err)
+            return False
+        return True

@@ -2,7 +2,9 @@
 
 One thread polls the device source, the signal pipe and a wake-up pipe (no busy loop); each device
 gets a worker thread in its bay. With no valid filter, or a journal that cannot be written, the
-kiosk shows its fault signal and scans nothing: it never shows green. SIGHUP reloads the filters
+kiosk shows its fault signal and scans nothing: it never shows green. A device that arrives while
+the journal cannot be written makes the daemon try the journal again first (a ``journal_recovered``
+record): once space is freed, that device is scanned (docs/reliability.md). SIGHUP reloads the filters
 (the folder is also watched); SIGTERM stops every scan, unmounts, detaches, turns the lights off
 and exits 0 within 5 s. systemd is told READY, STATUS, WATCHDOG and STOPPING.
 
@@ -163,10 +165,13 @@ class Daemon:
             log.warning("no free bay for %s at port %s; not scanned", identity.label(), identity.port_path)
             self._journal({"type": "not_scanned", "device": identity.describe(), "reason": "no free bay"})
             return
+        self._retry_journal()
         problem = self._fault()
         if problem and self.sync is None:
             log.error("not scanning %s: %s", identity.label(), problem)
-            bay.device, bay.phase, bay.verdict = identity, "not scanned", None
+            bay.device, bay.phase, bay.verdict, bay.problem = identity, "not scanned", None, problem
+            bay.progress, bay.hits, bay.priority_hits = None, 0, 0
+            bay.started = bay.finished = now_iso()
             bay.lights.show(Signal.FAULT)
             self._journal(
                 {"type": "not_scanned", "bay": bay.name, "device": identity.describe(), "reason": problem}
@@ -187,6 +192,21 @@ class Daemon:
         )
         bay.worker = worker
         worker.start()
+
+    def _retry_journal(self) -> None:
+        """A device arrived while the journal cannot be written: try again (space may have been
+        freed). A small ``journal_recovered`` record starts a new segment; if it is on disk, the
+        journal is healthy again and the device is scanned, else it is refused as before."""
+        problem = self.journal_health()
+        if problem is None:
+            return
+        try:
+            self.journal.append({"type": "journal_recovered", "after": problem})
+        except Exception as err:
+            log.error("journal still cannot be written: %s", err)
+            return
+        log.warning("journal writable again (after %s)", problem)
+        self._dirty = True
 
     def _bay_for(self, identity: DeviceIdentity) -> Bay | None:
         for bay in self.bays:
@@ -217,8 +237,9 @@ class Daemon:
             if bay.busy or bay.device is not None or (ready_at is not None and now < ready_at):
                 continue
             self._ready_at.pop(bay.name, None)
-            bay.phase, bay.verdict, bay.progress = "ready", None, None
-            bay.lights.show(Signal.FAULT if self._fault() else Signal.READY)
+            fault = self._fault()
+            bay.phase, bay.verdict, bay.progress, bay.problem = "ready", None, None, fault
+            bay.lights.show(Signal.FAULT if fault else Signal.READY)
 
     def _show_idle(self) -> None:
         self._reap_and_idle(time.monotonic())

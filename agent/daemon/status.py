@@ -1,6 +1,8 @@
 """The status file: every bay's state, written atomically as JSON under the runtime folder.
 
-``fieldtriage agent status`` prints it for the engineer who maintains the box.
+``fieldtriage agent status`` prints it for the engineer who maintains the box: the journal's health
+(its last error while it cannot be written) and, per bay, why it shows a fault (``problem``: a
+refusal, or a verdict whose record could not be journaled).
 
 Example::
 
@@ -71,4 +73,6 @@ def format_status(status: dict[str, Any]) -> str:
             f"bay {bay['name']}: {bay['phase']}{shown}  lights {bay['signal']}  device {name}"
             + (f"  verdict {bay['verdict']}" if bay.get("verdict") else "")
         )
+        if bay.get("problem"):
+            lines.append(f"  problem: {bay['problem']}")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ so an officer with red-green colour blindness reads them as surely as anyone:
 | scanning | off | blinks: 1/s, 2/s past half, 4/s past 90 % | off | off |
 | scanning, priority hit found | on | blinks as scanning | off | 3 short beeps |
 | priority match | on | off | off | 3 short beeps |
+| priority match, not journaled | on | on | off | 3 short beeps, then 1 long beep |
 | match (non-priority sets only) | blinks slowly (1 s on, 1 s off) | off | off | off |
 | no match | off | off | on | off |
 | could not check | off | on | off | 1 long beep |
@@ -37,6 +38,7 @@ class Signal(enum.Enum):
     SCANNING = "scanning"
     SCANNING_PRIORITY = "scanning_priority_hit"
     PRIORITY_MATCH = "priority_match"
+    PRIORITY_MATCH_UNRECORDED = "priority_match_unrecorded"  # the record could not be written
     MATCH = "match"
     NO_MATCH = "no_match"
     INCOMPLETE = "could_not_check"
@@ -79,6 +81,8 @@ def levels_at(signal: Signal, t: float, progress: float | None = None) -> Levels
         return Levels(red=True, amber=amber, buzzer=_beeps(t, 3))
     if signal is Signal.PRIORITY_MATCH:
         return Levels(red=True, buzzer=_beeps(t, 3))
+    if signal is Signal.PRIORITY_MATCH_UNRECORDED:  # red as a priority match, amber steady: a fault
+        return Levels(red=True, amber=True, buzzer=_beeps(t, 3) or 1.2 <= t < 2.2)
     if signal is Signal.MATCH:
         return Levels(red=_blink(t, 2.0, 1.0))
     if signal is Signal.NO_MATCH:

@@ -124,6 +124,8 @@ def start_kiosk(
     bays: tuple[str, ...] = ("front",),
     sync: bool = False,
     scan: dict[str, Any] | None = None,
+    journal: Any = None,
+    journal_health: Callable[[], str | None] = lambda: None,
 ) -> Kiosk:
     for folder in ("filters", "trust", "run", "journal", "keys"):
         (root / folder).mkdir(parents=True, exist_ok=True)
@@ -145,7 +147,7 @@ def start_kiosk(
     }
     config = parse_config(raw, "test.toml")
     factory = MockFactory()
-    journal: Any = ListJournal()
+    journal = ListJournal() if journal is None else journal
     setup = None
     if sync:
         station = StationHome(root / "station")
@@ -161,6 +163,7 @@ def start_kiosk(
         mounter=Mounter(root / "run"),
         lights=lights_for(config, factory),
         journal=journal,
+        journal_health=journal_health,
         sync=setup,
     )
     thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False}, daemon=True)
