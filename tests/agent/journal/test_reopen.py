@@ -244,3 +244,34 @@ def test_disk_full_while_a_segment_is_created_leaves_no_short_preamble(
         write_records(journal, 1, start=2)
     assert alarms(home, tmp_path) == []
     assert stored_numbers(home) == [0, 1, 2]
+
+
+def test_a_segment_name_that_reached_the_folder_is_never_used_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Renamed into place, then the folder's fsync fails: a sync may already have copied that file,
+    so the next segment takes the next number instead of replacing it."""
+    home = make_station(tmp_path / "station")
+    journal = open_journal(tmp_path, home)
+    write_records(journal, 2)
+    journal.rotate()
+    real_fsync_folder = writer.fsync_folder
+
+    def failing(folder: Path) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(writer, "fsync_folder", failing)
+    with pytest.raises(JournalError, match="Input/output error"):
+        journal.append({"type": "lost"})
+    monkeypatch.setattr(writer, "fsync_folder", real_fsync_folder)
+    placed = tmp_path / "journal" / "segment-00000001.ftj"
+    before = placed.read_bytes()
+    write_records(journal, 1, start=2)
+    journal.close()
+    assert placed.read_bytes() == before
+    header = parse_header(memoryview(last_segment(tmp_path).read_bytes()))
+    assert header.number == 2 and header.previous_chain == header_hash_of(
+        parse_header(memoryview(before)).raw
+    )
+    assert alarms(home, tmp_path) == []
+    assert stored_numbers(home) == [0, 1, 2]
