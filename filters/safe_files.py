@@ -81,7 +81,8 @@ def read_regular_file(
         chunks: list[bytes] = []
         size = 0
         while size <= limit:
-            chunk = os.read(fd, limit + 1 - size)
+            # the size fstat gave, plus one byte to see the end (os.read reserves what it is asked)
+            chunk = os.read(fd, min(limit + 1 - size, max(st.st_size + 1 - size, 64 * 1024)))
             if not chunk:
                 break
             chunks.append(chunk)

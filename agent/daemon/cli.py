@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from agent.lights.bay import (
     TerminalLights,
     gpio_pin_factory,
 )
-from filters.errors import ConfigError, printable
+from filters.errors import ConfigError, FieldtriageError, KeyFileError, printable
 from filters.keys import load_public_key
 
 DEFAULT_CONFIG = Path("/etc/fieldtriage/agent.toml")
@@ -100,12 +101,24 @@ def make_folder(config: AgentConfig, key: str) -> None:
         ) from err
 
 
+def naming_the_key(config: AgentConfig, err: KeyFileError) -> FieldtriageError:
+    """``err`` about a configured key file, as a ``ConfigError`` naming its key as well."""
+    for key in ("device_key", "station_key", "station_signing_key"):
+        path = getattr(config.paths, key)
+        if path is not None and err.subject == os.fspath(path):
+            return ConfigError(config.source, f"paths.{key}: {err}")
+    return err
+
+
 def open_journal(config: AgentConfig) -> Journal:
     """The encrypted journal when a station key is configured, else a plain local log."""
     folder = config.paths.journal
     make_folder(config, "journal")
     if config.paths.station_key is not None:
-        return EncryptedJournal.open(folder, config.paths.device_key, config.paths.station_key)
+        try:
+            return EncryptedJournal.open(folder, config.paths.device_key, config.paths.station_key)
+        except KeyFileError as err:
+            raise naming_the_key(config, err) from err
     logging.getLogger(__name__).warning("no station key configured: journal is a plain local log")
     return PlainJournal(folder)
 
@@ -117,14 +130,18 @@ def build_daemon(config: AgentConfig, *, pin_factory: Any = None) -> Daemon:
     mounter = Mounter(config.paths.runtime)
     selector = DeviceSelector.from_texts(config.devices.match)
     source = UdevDeviceSource(selector, settle_seconds=config.devices.settle_seconds)
+    signing_key = None
+    if config.paths.station_signing_key is not None:
+        try:
+            signing_key = load_public_key(config.paths.station_signing_key)
+        except KeyFileError as err:
+            raise naming_the_key(config, err) from err
     journal = open_journal(config)
 
     def journal_health() -> str | None:
         return None if journal.healthy else f"journal: {journal.last_error}"
 
-    sync = None
-    if config.paths.station_signing_key is not None:
-        sync = SyncSetup(load_public_key(config.paths.station_signing_key), journal, config.paths)
+    sync = None if signing_key is None else SyncSetup(signing_key, journal, config.paths)
     return Daemon(
         config,
         source=source,

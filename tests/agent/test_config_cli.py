@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -345,3 +346,44 @@ def test_a_gpio_pin_that_cannot_be_claimed_names_the_bay() -> None:
         assert not factory.pin(17).state and not factory.pin(5).state  # the bays made are closed again
     finally:
         held.close()
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """An empty folder on a read-only file system (a tmpfs mounted ro): nothing can be made in it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a read-only tmpfs")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("key", ["runtime", "journal"])
+def test_a_folder_that_cannot_be_made(tmp_path: Path, read_only_folder: Path, key: str) -> None:
+    line = refusal(tmp_path, {"paths": {key: str(read_only_folder / "sub")}})
+    assert f"paths.{key}: cannot make {read_only_folder / 'sub'}: Read-only file system" in line, line
+
+
+@pytest.mark.parametrize("key", ["device_key", "station_key", "station_signing_key"])
+def test_key_files_that_hold_no_key_name_the_key(tmp_path: Path, key: str) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    garbage = keys / "garbage.key"
+    garbage.write_text("not a key\n")
+    generate_key_pair(keys / "station")  # a station key for the device key case (type does not matter)
+    station = {"station_key": str(keys / "garbage.key")} if key == "station_key" else {}
+    if key == "device_key":
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+        x25519 = X25519PrivateKey.generate().public_key()
+        (keys / "journal.pub").write_bytes(
+            x25519.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+        station = {"station_key": str(keys / "journal.pub"), "device_key": str(garbage)}
+    line = refusal(tmp_path, {"paths": station | {key: str(garbage)}})
+    assert f"paths.{key}: {garbage}: not a PEM " in line, line
