@@ -220,11 +220,11 @@ class BayWorker(threading.Thread):
         self.on_change()
         try:
             record = run_sync(self.identity.devnode, part, token, setup)
-            signal, bay.verdict = Signal.SYNC_DONE, "synced"
+            signal, verdict = Signal.SYNC_DONE, "synced"
         except Exception as err:
             log.error("bay %s: sync failed: %s", bay.name, err)
             record = {"type": "sync", "error": str(err), "token_id": token.token_id}
-            signal, bay.verdict = Signal.FAULT, "sync failed"
+            signal, verdict = Signal.FAULT, "sync failed"
         record |= {"bay": bay.name, "device": self.identity.describe(), "lights_shown": [signal.value]}
         bay.phase, bay.finished = "done", now_iso()
         if self._append(record):
@@ -233,6 +233,7 @@ class BayWorker(threading.Thread):
             bay.phase, signal = "not journaled", Signal.FAULT
             bay.problem = f"journal: {self.journal_error}"
         bay.lights.show(signal)  # "sync done" only once its record is on disk
+        bay.verdict = verdict  # last: a reader of the verdict sees the lights already shown
         self.on_change()
         return True
 
