@@ -21,6 +21,7 @@ import math
 import os
 import stat
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
@@ -129,8 +130,9 @@ def shown(value: Any) -> str:
 
 
 def _name(key: str) -> str:
-    """A key name from the file (maybe unknown, so maybe anything) for a message."""
-    text = printable(key)
+    """A key name from the file (maybe unknown, so maybe anything) for a message: every character
+    that does not print (controls, but also a right-to-left override) escaped, at most 40 shown."""
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in printable(key))
     return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS] + "..."
 
 
@@ -160,13 +162,17 @@ def _build(kind: type[Any], values: Mapping[str, Any], source: str, where: str) 
         raise ConfigError(source, f"{where}: missing key {missing[0] if missing else err}") from err
 
 
-def _text_problem(text: str, limit: int, *, path: bool = False) -> str | None:
-    """Why ``text`` cannot be a value (None when it can): NUL, control characters, too long, empty."""
+def _text_problem(text: str, limit: int) -> str | None:
+    """Why ``text`` cannot be a value (None when it can): a NUL byte, characters that do not print
+    (controls, a right-to-left override: nothing a log line or a terminal would show wrongly), too
+    long, empty."""
     if "\0" in text:
         return "must not contain a NUL byte"
     for index, ch in enumerate(text):
-        if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or not (path or ch.isprintable()):
+        if unicodedata.category(ch) == "Cc":
             return f"must not contain control characters ({ch!r} at {index})"
+        if not ch.isprintable():
+            return f"must not contain characters that do not print ({ch!r} at {index})"
     if len(text) > limit:
         return f"too long ({len(text)} characters, at most {limit})"
     if not text.strip():
@@ -187,7 +193,7 @@ def _convert(value: Any, spec: Field[Any], source: str, key: str) -> Any:
     if annotation.startswith("Path"):
         if not isinstance(value, str) or not value:
             raise wrong("a path (text)")
-        reason = _text_problem(value, MAX_PATH, path=True)
+        reason = _text_problem(value, MAX_PATH)
         if reason:
             raise problem(reason)
         return Path(value)
