@@ -271,8 +271,19 @@ def parse_config(raw: Mapping[str, Any], source: str, *, check_folders: bool = T
 
 def _pseudo_filesystem(text: str) -> str | None:
     """The kernel file system (``/proc``, ``/sys``, ``/dev``) ``text`` is under, if any."""
-    normal = os.path.normpath(os.path.abspath(text))
+    try:
+        normal = os.path.normpath(os.path.abspath(text))
+    except OSError:  # a relative path, and the working folder was removed
+        normal = os.path.normpath(text)
     return next((top for top in PSEUDO_FILESYSTEMS if normal == top or normal.startswith(top + "/")), None)
+
+
+def _real(path: Path) -> str:
+    """``path`` with its symbolic links followed (as given when the working folder is gone)."""
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return str(path)
 
 
 def _check_paths(paths: PathsConfig, source: str, *, look: bool) -> None:
@@ -286,7 +297,7 @@ def _check_paths(paths: PathsConfig, source: str, *, look: bool) -> None:
             continue
         top = _pseudo_filesystem(str(path))
         if top is None and look and key in (*FOLDER_KEYS, *files):
-            top = _pseudo_filesystem(os.path.realpath(path))
+            top = _pseudo_filesystem(_real(path))
         if top is not None:
             where = f"{printable(str(path))} is under {top}: a kernel file system, not for the kiosk's files"
             raise ConfigError(source, f"paths.{key}: {where}")
@@ -305,7 +316,7 @@ def _check_paths(paths: PathsConfig, source: str, *, look: bool) -> None:
             reason = _path_problem(path, folder=False, must_exist=key != "device_key")
             if reason:
                 raise ConfigError(source, f"paths.{key}: {reason}")
-    if "device_key" in files and os.path.realpath(paths.device_key.parent) == os.path.realpath(paths.trust):
+    if "device_key" in files and _real(paths.device_key.parent) == _real(paths.trust):
         raise ConfigError(
             source, "paths.device_key: must not be in paths.trust (its .pub would be trusted to sign filters)"
         )

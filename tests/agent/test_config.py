@@ -220,3 +220,19 @@ def test_limits_are_accepted() -> None:
     )
     assert config.devices.settle_seconds == 60.0 and isinstance(config.devices.settle_seconds, float)
     assert config.scan.workers == 64 and config.bays[0].name == "n" * 32
+
+
+def test_relative_paths_from_a_removed_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    config = parse_config({"bays": [BAY], "paths": {"runtime": "run"}}, "agent.toml", check_folders=False)
+    assert config.paths.runtime == Path("run")
+    (tmp_path / "filters").mkdir()
+    (tmp_path / "trust").mkdir()
+    folders = {"filters": str(tmp_path / "filters"), "trust": str(tmp_path / "trust")}
+    config = parse_config({"bays": [BAY], "paths": {"runtime": "run", **folders}}, "agent.toml")
+    assert config.paths.runtime == Path("run")
