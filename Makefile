@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PACKAGES := agent filters station
-# udev for hotplug; util-linux/fdisk/e2fsprogs/dosfstools/mtools/exfatprogs/ntfs-3g/xfsprogs/cryptsetup-bin
-# build and read test images; exfat-fuse/fusefat/fuseiso/ntfs-3g are the FUSE drivers for what this
-# kernel lacks; b3sum is compared against in tests.
+# udev for hotplug; util-linux/fdisk/e2fsprogs/dosfstools/mtools/exfatprogs/ntfs-3g/xfsprogs/btrfs-progs/
+# genisoimage/cryptsetup-bin build and read test images; exfat-fuse/fusefat/fuseiso/ntfs-3g are the FUSE
+# drivers for what this kernel lacks; xmount is the copy-on-write layer that journals are replayed onto
+# where the kernel has no device-mapper snapshot; b3sum is compared against in tests.
 APT_PACKAGES := udev util-linux fdisk e2fsprogs dosfstools mtools exfatprogs exfat-fuse ntfs-3g \
-	fusefat fuseiso xfsprogs cryptsetup-bin b3sum
+	fusefat fuseiso xfsprogs btrfs-progs genisoimage xmount cryptsetup-bin b3sum
 
 .PHONY: demo test lint typecheck unit bench deps udevd venv clean
 

@@ -114,7 +114,7 @@ def scan_mounted(
         result.scheme = mounted.table.scheme
         result.partitions = [p.describe() for p in mounted.partitions]
         result.device_problems = mounted.problems()
-        roots = [os.fsencode(str(p.mountpoint)) for p in mounted.mounted_partitions()]
+        roots = [os.fsencode(str(root)) for root in mounted.roots()]
         if roots and not scanner.cancel.is_set():
             report = scanner.scan(roots, on_event)
             result.report = relative_to(report, os.fsencode(str(mounted.folder)) + b"/")

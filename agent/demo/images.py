@@ -1,8 +1,12 @@
 """Small disk images with generated content, for the demo and the tests (root for some types).
 
-Filesystems are populated without mounting where a tool allows it (mtools for FAT, ``mkfs.ext4 -d``);
-exFAT, NTFS and XFS are populated through a read-write mount of the scratch file before it becomes a
-demo or test device. ``dirty`` leaves a journal or log to replay; ``corrupt`` damages a superblock.
+Filesystems are populated without mounting where a tool allows it (mtools for FAT, ``mkfs.ext4 -d``,
+an ISO 9660 image from a folder); exFAT, NTFS, XFS and btrfs are populated through a read-write
+mount of the scratch file before it becomes a demo or test device. ``dirty`` leaves a journal or log
+to replay; ``journal_only`` files are written and fsync'd (not synced) just before the image is
+copied while still mounted, as a stick pulled without unmounting leaves them: only the journal or
+log has them. ``prepare`` runs on the mounted filesystem (subvolumes, streams...); ``corrupt``
+damages a superblock.
 
 Example (root)::
 
@@ -17,18 +21,26 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 MiB = 1 << 20
-MIN_SIZE = {"xfs": 320 * MiB, "ntfs": 8 * MiB, "exfat": 8 * MiB, "vfat": 8 * MiB, "ext4": 8 * MiB}
-MBR_TYPES = {"vfat": "c", "ntfs": "7", "exfat": "7", "ext4": "83", "xfs": "83", "luks": "83", "raw": "83"}
+MIN_SIZE = {
+    "xfs": 320 * MiB, "btrfs": 128 * MiB, "ntfs": 8 * MiB, "exfat": 8 * MiB, "vfat": 8 * MiB, "ext4": 8 * MiB,
+}  # fmt: skip
+MBR_TYPES = {
+    "vfat": "c", "ntfs": "7", "exfat": "7", "ext4": "83", "xfs": "83", "btrfs": "83", "iso9660": "83",
+    "luks": "83", "raw": "83",
+}  # fmt: skip
 GPT_TYPES = {
     "vfat": "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
     "ntfs": "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
     "exfat": "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
     "ext4": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
     "xfs": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+    "btrfs": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+    "iso9660": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
     "luks": "CA7D7CCB-63ED-4C53-861C-1742536059CC",
     "raw": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
 }
@@ -38,6 +50,8 @@ TOOLS = {
     "exfat": ["mkfs.exfat", "mount.exfat-fuse"],
     "ext4": ["mkfs.ext4"],
     "xfs": ["mkfs.xfs", "xfs_io"],
+    "btrfs": ["mkfs.btrfs", "btrfs"],
+    "iso9660": ["genisoimage"],
     "luks": ["cryptsetup"],
     "raw": [],
 }
@@ -61,6 +75,8 @@ class PartitionSpec:
     dirty: bool = False
     corrupt: bool = False
     uuid: str = ""  # ext4 only: a chosen filesystem UUID (sync-stick tokens are bound to it)
+    journal_only: dict[str, bytes] = field(default_factory=dict)
+    prepare: Callable[[Path], None] | None = None
 
     def byte_size(self) -> int:
         return max(self.size, MIN_SIZE.get(self.kind, 8 * MiB))
@@ -97,17 +113,22 @@ def _populate(spec: PartitionSpec, path: Path, staging: Path) -> None:
     elif kind == "ext4":
         chosen = ["-U", spec.uuid] if spec.uuid else []
         run("mkfs.ext4", "-q", "-F", "-L", "evidence", *chosen, "-d", staging, path)
-        if spec.dirty:
-            _dirty_by_shutdown(path, "ext4", staging)
+        if spec.dirty or spec.journal_only or spec.prepare:
+            _copy_through_mount(path, "ext4", staging, spec, copy=False)
     elif kind == "ntfs":
         run("mkntfs", "-q", "-F", "-Q", "-L", "EVIDENCE", path)
-        _copy_through_mount(path, "ntfs", staging, shutdown=False)
+        _copy_through_mount(path, "ntfs", staging, spec)
     elif kind == "xfs":
         run("mkfs.xfs", "-q", "-f", "-L", "evidence", path)
-        _copy_through_mount(path, "xfs", staging, shutdown=spec.dirty)
+        _copy_through_mount(path, "xfs", staging, spec)
+    elif kind == "btrfs":
+        run("mkfs.btrfs", "-q", "-f", "-L", "evidence", path)
+        _copy_through_mount(path, "btrfs", staging, spec)
+    elif kind == "iso9660":
+        run("genisoimage", "-quiet", "-R", "-J", "-V", "EVIDENCE", "-o", path, staging)
     elif kind == "exfat":
         run("mkfs.exfat", "-L", "EVIDENCE", path)
-        _copy_through_mount(path, "exfat", staging, shutdown=False)
+        _copy_through_mount(path, "exfat", staging, spec)
     elif kind == "luks":
         key = path.with_suffix(".key")
         key.write_bytes(os.urandom(32))
@@ -120,27 +141,32 @@ def _populate(spec: PartitionSpec, path: Path, staging: Path) -> None:
         raise ValueError(kind)
 
 
-def _dirty_by_shutdown(path: Path, fstype: str, staging: Path) -> None:
-    _copy_through_mount(path, fstype, staging, shutdown=True, copy=False)
-
-
-def _copy_through_mount(path: Path, fstype: str, staging: Path, *, shutdown: bool, copy: bool = True) -> None:
+def _copy_through_mount(
+    path: Path, fstype: str, staging: Path, spec: PartitionSpec, *, copy: bool = True
+) -> None:
     mountpoint = Path(tempfile.mkdtemp(prefix="fieldtriage-populate-"))
+    pulled = path.with_name(path.name + ".pulled")
     try:
         loop = ""
         if fstype == "exfat":  # fuse-exfat run as root wants a block device
-            loop = subprocess.run(
-                ["losetup", "-f", "--show", path], capture_output=True, text=True
-            ).stdout.strip()
+            loop = _writable_loop(path)
             run("mount.exfat-fuse", loop, mountpoint)
-        elif fstype == "ntfs":
-            run("ntfs-3g", path, mountpoint)
+        elif fstype == "ntfs":  # file:stream names create named data streams
+            run("ntfs-3g", "-o", "streams_interface=windows", path, mountpoint)
         else:
-            run("mount", "-t", fstype, "-o", "loop", path, mountpoint)
+            loop = _writable_loop(path)
+            run("mount", "-t", fstype, loop, mountpoint)
         try:
             if copy:
                 shutil.copytree(staging, mountpoint, dirs_exist_ok=True)
-            if shutdown:
+            if spec.prepare is not None:
+                spec.prepare(mountpoint)
+            if spec.journal_only:
+                os.sync()  # everything before is on disk; what follows reaches only the journal
+                for name, data in spec.journal_only.items():
+                    _write_fsynced(mountpoint / name, data)
+                shutil.copyfile(path, pulled)  # the stick as pulled: mounted, journal not checkpointed
+            if spec.dirty:
                 (mountpoint / "written-before-crash.bin").write_bytes(os.urandom(300_000))
                 run("xfs_io", "-x", "-c", "shutdown -f", mountpoint)
         finally:
@@ -148,8 +174,36 @@ def _copy_through_mount(path: Path, fstype: str, staging: Path, *, shutdown: boo
             if loop:
                 time.sleep(0.2)  # the FUSE daemon lets go of the loop device as it exits
                 run("losetup", "-d", loop)
+        if spec.journal_only:
+            os.replace(pulled, path)
     finally:
+        pulled.unlink(missing_ok=True)
         mountpoint.rmdir()
+
+
+def _writable_loop(path: Path) -> str:
+    """A loop device over ``path``, read-write even if an earlier user left it marked read-only
+    (BLKROSET outlives a detach)."""
+    loop = subprocess.run(
+        ["losetup", "-f", "--show", path], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    run("blockdev", "--setrw", loop)
+    return loop
+
+
+def _write_fsynced(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(parent)
+    finally:
+        os.close(parent)
 
 
 def _corrupt(kind: str, path: Path) -> None:

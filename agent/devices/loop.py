@@ -26,6 +26,7 @@ from filters.errors import DeviceError
 LOOP_CTL_GET_FREE = 0x4C82
 LOOP_CONFIGURE = 0x4C0A
 LOOP_CLR_FD = 0x4C01
+BLKROSET = 0x125D
 LO_FLAGS_READ_ONLY = 1
 LO_FLAGS_AUTOCLEAR = 4
 LOOP_INFO64 = "=QQQQQIIII64s64s32sQQ"
@@ -75,6 +76,10 @@ class LoopDevice:
                     if err.errno == errno.EBUSY:
                         continue  # another process took this one between GET_FREE and CONFIGURE
                     raise DeviceError(f"/dev/loop{number}", f"cannot attach: {err.strerror}") from err
+                if not read_only:
+                    # BLKROSET outlives a detach: an earlier user's read-only mark would refuse our
+                    # writes (a copy-on-write layer's, a sync stick's)
+                    fcntl.ioctl(fd, BLKROSET, struct.pack("i", 0))
                 return cls(number, fd)
         finally:
             os.close(control)

@@ -2,9 +2,16 @@
 
 Every mount is read-only through a read-only loop device, with ``nosuid,nodev,noexec,noatime``, plus
 the type's own options that stop log replay and repair: ext2/3/4 ``noload`` (plain ``ro`` replays a
-dirty journal), xfs ``norecovery``, btrfs ``rescue=nologreplay``. The kernel driver is used when the
-running kernel has one, else a FUSE driver, read-only. Types that must not or cannot be mounted say
-why, and that reason goes into the device's record.
+dirty journal), xfs ``norecovery``, btrfs ``rescue=nologreplay``. btrfs is mounted at its top level
+(``subvolid=5``), where every subvolume and snapshot is reachable whatever the default subvolume;
+xfs with ``nouuid``, so that its replayed view can be mounted beside it; ntfs-3g with
+``streams_interface=windows``, so that named data streams open as ``file:stream``. The kernel driver
+is used when the running kernel has one, else a FUSE driver, read-only. Types that must not or cannot
+be mounted say why, and that reason goes into the device's record.
+
+A filesystem whose journal or log needs recovery is also mounted a second time, replayed onto a
+copy-on-write layer (``agent.devices.overlay``), with the options of ``REPLAY_RULES``: the same
+restricting options without the one that stops the replay.
 
 Example::
 
@@ -39,8 +46,8 @@ KERNEL_RULES: dict[str, tuple[KernelRule, ...]] = {
     "ext2": (KernelRule("ext4", "noload"), KernelRule("ext2")),
     "ext3": (KernelRule("ext4", "noload"), KernelRule("ext3", "noload")),
     "ext4": (KernelRule("ext4", "noload"),),
-    "xfs": (KernelRule("xfs", "norecovery"),),
-    "btrfs": (KernelRule("btrfs", "rescue=nologreplay"),),
+    "xfs": (KernelRule("xfs", "norecovery,nouuid"),),
+    "btrfs": (KernelRule("btrfs", "rescue=nologreplay,subvolid=5"),),
     "vfat": (KernelRule("vfat"),),
     "exfat": (KernelRule("exfat"),),
     "ntfs": (KernelRule("ntfs3"),),
@@ -53,8 +60,20 @@ KERNEL_RULES: dict[str, tuple[KernelRule, ...]] = {
 FUSE_RULES: dict[str, FuseRule] = {
     "vfat": FuseRule("fusefat"),
     "exfat": FuseRule("mount.exfat-fuse"),
-    "ntfs": FuseRule("ntfs-3g"),
+    "ntfs": FuseRule("ntfs-3g", "streams_interface=windows"),
     "iso9660": FuseRule("fuseiso"),
+}
+# fuseiso 20070708 takes FUSE options only after the mount point, and -n keeps it from writing
+# ~/.mtab.fuseiso
+FUSE_OPTIONS_AFTER_TARGET = {"fuseiso"}
+FUSE_LEADING_ARGUMENTS: dict[str, tuple[str, ...]] = {"fuseiso": ("-n",)}
+# A replayed view: mounted read-only on a writable copy-on-write device, so the kernel replays the
+# journal or log into the layer (never the evidence) and mounts the result.
+REPLAY_RULES: dict[str, KernelRule] = {
+    "ext3": KernelRule("ext4"),
+    "ext4": KernelRule("ext4"),
+    "xfs": KernelRule("xfs", "nouuid"),
+    "btrfs": KernelRule("btrfs", "subvolid=5"),
 }
 NOT_MOUNTED: dict[str, str] = {
     "crypto_LUKS": "encrypted volume (LUKS): cannot be read without its key",
@@ -112,6 +131,24 @@ def mount_plans(fs_type: str, kernel_types: set[str], fuse_available: set[str]) 
     if not plans:
         plans.append(MountPlan("none", reason=f"no read-only driver for {fs_type} on this kiosk"))
     return plans
+
+
+def replay_plan(fs_type: str, kernel_types: set[str]) -> MountPlan:
+    """How to mount the replayed view of ``fs_type`` (a 'none' plan saying why there is none)."""
+    rule = REPLAY_RULES.get(fs_type)
+    if rule is None:
+        return MountPlan("none", reason=f"no journal replay for {fs_type} on this kiosk")
+    if rule.fstype not in kernel_types:
+        return MountPlan("none", reason=f"no {rule.fstype} kernel driver to replay the journal")
+    return MountPlan("kernel", fstype=rule.fstype, options=_options(rule.extra))
+
+
+def fuse_command(program: str, device_path: str, target: str, options: str) -> list[str]:
+    """The command line that mounts ``device_path`` on ``target`` with a FUSE driver."""
+    leading = list(FUSE_LEADING_ARGUMENTS.get(program, ()))
+    if program in FUSE_OPTIONS_AFTER_TARGET:
+        return [program, *leading, device_path, target, "-o", options]
+    return [program, *leading, "-o", options, device_path, target]
 
 
 def mount_plan(fs_type: str, kernel_types: set[str], fuse_available: set[str]) -> MountPlan:

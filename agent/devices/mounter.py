@@ -7,6 +7,11 @@ options of ``mount_rules``; read the options back from the kernel and refuse a m
 read-only. Everything that could not be mounted is recorded with its reason: such a device can only
 be ``incomplete`` (or a match found elsewhere on it), never ``no_match``.
 
+A filesystem whose journal or log needs recovery (``recovery``) is mounted twice: as it is on the
+device (``pN``, no replay) and replayed onto a copy-on-write layer (``pN-replayed``, ``overlay``),
+so that both what only the journal holds and what the replay would delete are scanned. Where no
+replay is possible the partition is recorded as "journal needs recovery": never ``no_match``.
+
 Example (root)::
 
     with Mounter(Path("/run/fieldtriage")).mount("/dev/sdb") as mounted:
@@ -25,10 +30,19 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
-from agent.devices.mount_rules import MountPlan, available_fuse_programs, kernel_filesystems, mount_plans
+from agent.devices.mount_rules import (
+    MountPlan,
+    available_fuse_programs,
+    kernel_filesystems,
+    mount_plans,
+    replay_plan,
+)
+from agent.devices.overlay import Layer, Overlay, available_overlay
 from agent.devices.partitions import Partition, PartitionTable, read_partition_table
 from agent.devices.probe import FilesystemProbe
+from agent.devices.recovery import ASK_THE_KERNEL, needs_recovery
 from agent.devices.system import LoopHandle, MountBackend, SystemBackend, set_block_device_read_only, size_of
 from filters.errors import DeviceError
 
@@ -36,8 +50,25 @@ DETACH_TIMEOUT = 5.0
 
 
 @dataclass
+class ReplayedView:
+    """A partition's journal replayed onto a copy-on-write layer, mounted read-only."""
+
+    mountpoint: Path | None
+    options: str
+    layer: Layer | None = field(default=None, repr=False)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "mountpoint": str(self.mountpoint) if self.mountpoint else None,
+            "options": self.options,
+            "layer": self.layer.method if self.layer else None,
+        }
+
+
+@dataclass
 class PartitionMount:
-    """One partition and what became of it."""
+    """One partition and what became of it. ``recovery``: why its journal needs recovery ('' when
+    it does not, None when the type keeps no journal we know of)."""
 
     partition: Partition
     probe: FilesystemProbe = field(default_factory=FilesystemProbe)
@@ -45,11 +76,21 @@ class PartitionMount:
     driver: str = ""
     options: str = ""
     problem: str = ""
+    recovery: str | None = None
+    replayed: ReplayedView | None = None
     loop: LoopHandle | None = field(default=None, repr=False)
 
     @property
     def mounted(self) -> bool:
         return self.mountpoint is not None
+
+    def roots(self) -> list[Path]:
+        """The trees to scan: the on-disk view and, when there is one, the replayed view."""
+        views = [self.mountpoint, self.replayed.mountpoint if self.replayed else None]
+        return [view for view in views if view is not None]
+
+    def add_problem(self, problem: str) -> None:
+        self.problem = f"{self.problem}; {problem}" if self.problem else problem
 
     def describe(self) -> dict[str, object]:
         return {
@@ -66,6 +107,9 @@ class PartitionMount:
             "mountpoint": str(self.mountpoint) if self.mountpoint else None,
             "driver": self.driver,
             "options": self.options,
+            "needs_recovery": bool(self.recovery),
+            "recovery": self.recovery,
+            "replayed": self.replayed.describe() if self.replayed else None,
             "problem": self.problem,
         }
 
@@ -87,6 +131,10 @@ class MountedDevice:
     def mounted_partitions(self) -> list[PartitionMount]:
         return [p for p in self.partitions if p.mounted]
 
+    def roots(self) -> list[Path]:
+        """Every mounted tree of the device, on-disk and replayed views, in partition order."""
+        return [root for p in self.partitions for root in p.roots()]
+
     def problems(self) -> list[str]:
         """Why the device cannot be checked completely (empty: every partition is mounted)."""
         found = list(self.table.problems)
@@ -101,6 +149,8 @@ class MountedDevice:
 
     def close(self) -> None:
         for part in reversed(self.partitions):
+            if part.replayed is not None:
+                self._close_replayed(part.replayed)
             if part.mountpoint is not None:
                 try:
                     self.backend.unmount(part.mountpoint)
@@ -118,6 +168,17 @@ class MountedDevice:
             os.close(self._fd)
             self._fd = None
         shutil.rmtree(self.folder, ignore_errors=True) if not _has_mounts(self.folder) else None
+
+    def _close_replayed(self, view: ReplayedView) -> None:
+        if view.mountpoint is not None:
+            try:
+                self.backend.unmount(view.mountpoint)
+            except OSError as err:
+                self.cleanup_problems.append(f"unmount {view.mountpoint}: {err.strerror or err}")
+            view.mountpoint = None
+        if view.layer is not None:
+            self.cleanup_problems.extend(view.layer.close())
+            view.layer = None
 
     def __enter__(self) -> MountedDevice:
         return self
@@ -144,11 +205,21 @@ class Mounter:
         backend: MountBackend | None = None,
         kernel_types: set[str] | None = None,
         fuse_programs: set[str] | None = None,
+        overlay: Overlay | Literal["auto"] | None = "auto",
     ) -> None:
         self.mount_root = runtime_folder / "mounts"
+        self.overlay_root = runtime_folder / "overlays"
         self.backend: MountBackend = backend or SystemBackend()
         self.kernel_types = kernel_filesystems() if kernel_types is None else kernel_types
         self.fuse_programs = available_fuse_programs() if fuse_programs is None else fuse_programs
+        self._overlay = overlay
+
+    @property
+    def overlay(self) -> Overlay | None:
+        """The copy-on-write layer for replays, found on first use ("auto")."""
+        if self._overlay == "auto":
+            self._overlay = available_overlay()
+        return self._overlay
 
     def mount(self, source: str | os.PathLike[str]) -> MountedDevice:
         """Mount every partition of a block device or image file read-only."""
@@ -189,22 +260,83 @@ class Mounter:
         if result.probe.error:
             result.problem = result.probe.error
             return result
-        plans = mount_plans(result.probe.fs_type, self.kernel_types, self.fuse_programs)
+        fs_type = result.probe.fs_type
+        plans = mount_plans(fs_type, self.kernel_types, self.fuse_programs)
+        if plans[0].driver == "none":
+            result.problem = plans[0].reason
+            return result
+
+        def read_at(offset: int, length: int) -> bytes:
+            length = max(0, min(length, partition.size - offset))
+            return _pread(fd, length, partition.start + offset)
+
         target = folder / f"p{partition.number}"
+        target.mkdir(mode=0o700, exist_ok=True)
+        result.recovery = needs_recovery(fs_type, read_at)
+        if fs_type in ASK_THE_KERNEL and plans[0].driver == "kernel":
+            result.recovery = self._kernel_recovery_check(fs_type, result.loop.path, target)
         failures = []
         for plan in plans:
-            if plan.driver == "none":
-                result.problem = plan.reason
-                return result
-            target.mkdir(mode=0o700, exist_ok=True)
             error = self._try_plan(plan, result.loop.path, target)
             if error is None:
                 result.mountpoint, result.driver, result.options = target, plan.driver, plan.options
-                return result
+                break
             failures.append(f"{plan.program or plan.fstype}: {error}")
-        target.rmdir()
-        result.problem = f"could not mount {result.probe.fs_type} read-only ({'; '.join(failures)})"
+        else:
+            target.rmdir()
+            result.problem = f"could not mount {fs_type} read-only ({'; '.join(failures)})"
+        if result.recovery:
+            self._mount_replayed(result, folder)
         return result
+
+    def _kernel_recovery_check(self, fs_type: str, device_path: str, target: Path) -> str:
+        """Let the kernel say whether the log needs recovery: a recovering mount of the read-only
+        loop device succeeds when the log is clean, and is refused (EROFS) when it would replay."""
+        plan = replay_plan(fs_type, self.kernel_types)
+        if plan.driver == "none":
+            return f"cannot tell whether the {fs_type} log needs recovery: {plan.reason}"
+        try:
+            self.backend.mount_kernel(device_path, target, plan.fstype, plan.options)
+        except OSError as err:
+            if err.errno == errno.EROFS:
+                return f"{fs_type} log needs recovery (the kernel refuses to mount it without replaying)"
+            return f"cannot tell whether the {fs_type} log needs recovery ({err.strerror or err})"
+        with contextlib.suppress(OSError):
+            self.backend.unmount(target)
+        return ""
+
+    def _mount_replayed(self, result: PartitionMount, folder: Path) -> None:
+        """Mount the partition with its journal replayed onto a copy-on-write layer; a problem
+        naming why when that cannot be done (then what only the journal holds is not checked)."""
+        assert result.loop is not None
+        number = result.partition.number
+
+        def cannot(why: str) -> None:
+            result.add_problem(f"journal needs recovery, could not check the replayed state: {why}")
+
+        plan = replay_plan(result.probe.fs_type, self.kernel_types)
+        overlay = self.overlay if plan.driver == "kernel" else None
+        if plan.driver == "none":
+            cannot(plan.reason)
+            return
+        if overlay is None:
+            cannot("no copy-on-write layer on this kiosk (needs device-mapper snapshot or xmount)")
+            return
+        try:
+            self.overlay_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            layer = overlay.create(result.loop.path, self.overlay_root / f"{folder.name}-p{number}")
+        except (OSError, DeviceError) as err:
+            cannot(err.reason if isinstance(err, DeviceError) else (err.strerror or str(err)))
+            return
+        target = folder / f"p{number}-replayed"
+        target.mkdir(mode=0o700, exist_ok=True)
+        error = self._try_plan(plan, layer.path, target)
+        if error is not None:
+            target.rmdir()
+            cannot(f"{plan.fstype} on a {layer.method} layer: {error}")
+            layer.close()
+            return
+        result.replayed = ReplayedView(target, plan.options, layer)
 
     def _try_plan(self, plan: MountPlan, device_path: str, target: Path) -> str | None:
         try:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from agent.devices.loop import LoopDevice
+from agent.devices.mount_rules import fuse_command
 from agent.devices.probe import FilesystemProbe, probe_filesystem
 
 BLKROSET = 0x125D
@@ -111,7 +112,7 @@ class SystemBackend:
     def mount_fuse(self, program: str, device_path: str, target: Path, options: str) -> None:
         try:
             done = subprocess.run(
-                [program, "-o", options, device_path, str(target)],
+                fuse_command(program, device_path, str(target), options),
                 capture_output=True,
                 text=True,
                 errors="replace",

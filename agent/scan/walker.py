@@ -11,7 +11,11 @@ Safe on hostile trees:
   system leaves it unknown), so a file costs no ``lstat``: its size is taken by the worker from the
   ``fstat`` it makes when it opens the file (which also re-checks the type);
 * a directory already visited (same ``st_dev``/``st_ino``: bind mounts, loops) is skipped;
-* errors (permission, vanished entries, I/O errors while listing) are recorded and the walk goes on.
+* errors (permission, vanished entries, I/O errors while listing) are recorded and the walk goes on;
+* named data streams (NTFS alternate data streams, which hold whole files) are files too: where the
+  filesystem lists them (ntfs-3g's ``ntfs.streams.list`` attribute, asked once per folder; other
+  filesystems refuse the name at once), every stream of an entry is walked as ``name:stream`` and a
+  root folder's own streams as ``:stream``, which ntfs-3g (``streams_interface=windows``) opens.
 
 A directory's descriptor stays open while batches of its files are pending (reference counted;
 workers call ``release``), so workers open files with ``openat`` too. Order: see ``order``.
@@ -38,6 +42,9 @@ BATCH_FILES = 64  # files per batch when the walking thread reads them itself (o
 # are kept small for several workers to share large files evenly.
 SHARED_BATCH_FILES = 8
 FS_ENCODING, FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+
+STREAMS_ATTRIBUTE = "ntfs.streams.list"
+NO_STREAMS = {errno.ENODATA, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL}
 
 SKIP_CODES = {
     stat.S_IFIFO: ("fifo", "FIFO (named pipe): not opened"),
@@ -206,6 +213,7 @@ class TreeWalker:
         self.tally.directories += 1
         directory = self._opened(fd, item.path if item.path.endswith(b"/") else item.path + b"/", ident)
         subdirectories, files = self._list(directory)
+        files += self._named_streams(directory, subdirectories + files, parent is None)
         directory.refs += 1  # held while pushing
         for name in sorted(subdirectories, reverse=True):
             klass = directory_class(name, item.klass)
@@ -249,6 +257,30 @@ class TreeWalker:
             [name.encode(FS_ENCODING, FS_ERRORS) for name in subdirectories],
             [name.encode(FS_ENCODING, FS_ERRORS) for name in files],
         )
+
+    def _named_streams(self, directory: OpenDirectory, names: list[bytes], is_root: bool) -> list[bytes]:
+        """``name:stream`` for every named data stream of the entries (none where the filesystem
+        keeps no streams: one refused attribute read per folder)."""
+        base = b"/proc/self/fd/%d" % directory.fd
+        try:
+            own = os.getxattr(base, STREAMS_ATTRIBUTE)
+        except OSError as err:
+            if err.errno not in NO_STREAMS:
+                self._stream_error(directory.prefix.rstrip(b"/") or b"/", err)
+            return []
+        found = [b":" + stream for stream in own.split(b"\0") if stream] if is_root else []
+        for name in names:
+            try:
+                listed = os.getxattr(base + b"/" + name, STREAMS_ATTRIBUTE, follow_symlinks=False)
+            except OSError as err:
+                if err.errno not in NO_STREAMS:
+                    self._stream_error(directory.prefix + name, err)
+                continue
+            found.extend(name + b":" + stream for stream in listed.split(b"\0") if stream)
+        return found
+
+    def _stream_error(self, path: bytes, err: OSError) -> None:
+        self.tally.errors.append(Problem(path, os_reason("cannot list named streams", err), errno_code(err)))
 
     def _skip_by_type(self, path: bytes, mode: int) -> None:
         code, reason = SKIP_CODES.get(stat.S_IFMT(mode), ("other", f"not a regular file (mode {mode:o})"))

@@ -14,12 +14,16 @@ import pytest
 
 from agent.cli import main
 from agent.demo.images import PartitionSpec, make_disk_image, missing_tools
+from agent.device_scan import scan_device
+from agent.devices.mounter import Mounter
+from agent.devices.overlay import xmount_available
+from agent.scan import Scanner
 from agent.scan.reader_processes import ReaderPool
 from filters.builder import FilterBuilder
-from filters.container import write_filter
+from filters.container import load_filter, write_filter
 from filters.digests import digest_path
 from filters.importers import DigestEntry
-from filters.keys import generate_key_pair, load_private_key
+from filters.keys import TrustStore, generate_key_pair, load_private_key
 
 from .conftest import TEST_MATCH
 from .devices.conftest import leftovers
@@ -206,3 +210,71 @@ def test_reader_processes_read_real_mounts_like_one_worker(
         "p2/dcim/camera/img_0042.jpg",
     ]
     assert leftovers(Path("/nonexistent")) == []
+
+
+@pytest.mark.parametrize("kind", ["ext4", "xfs", "btrfs"])
+def test_known_file_only_in_the_journal_is_found(
+    lab: tuple[Path, Path, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """The stick was pulled without unmounting: the known file was written with fsync, so only the
+    journal (log, log tree) has it. A no-replay mount alone showed green."""
+    if missing_tools([kind]) or not xmount_available():
+        pytest.skip(f"needs the {kind} tools and xmount")
+    filter_path, public, known = lab
+    spec = PartitionSpec(kind, {"DCIM/old.jpg": os.urandom(9_000)}, journal_only={"DCIM/new.jpg": known})
+    image = make_disk_image(tmp_path / f"fieldtriage-test-{kind}-pulled.img", "dos", [spec])
+    before = image_digest(image)
+    with evidence_loop(image) as evidence:
+        status, report = run_scan(
+            capsys, "--filter", str(filter_path), "--trust", str(public), "--device", evidence.path
+        )
+        assert evidence.sectors_written() == 0
+    assert status == 1 and report["verdict"] == "priority_match", report
+    scan = report["scan"]
+    assert isinstance(scan, dict) and [h["path"] for h in scan["hits"]] == ["p1-replayed/DCIM/new.jpg"]
+    (part,) = report["partitions"]  # type: ignore[misc]
+    assert part["needs_recovery"] is True and part["recovery"] and part["replayed"]["layer"]
+    assert image_digest(image) == before
+
+    runtime = tmp_path / "run"
+    scanner = Scanner([load_filter(filter_path, TrustStore.from_paths([public]))])
+    with evidence_loop(image) as evidence:
+        result = scan_device(evidence.path, Mounter(runtime, overlay=None), scanner)
+    assert result.verdict == "incomplete"
+    assert any("journal needs recovery" in p for p in result.device_problems), result.device_problems
+    assert image_digest(image) == before
+
+
+def test_ntfs_named_streams_are_read(
+    lab: tuple[Path, Path, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A whole known file hidden in an alternate data stream (of a file, a folder, the root)."""
+    if missing_tools(["ntfs"]):
+        pytest.skip("needs ntfs-3g")
+    filter_path, public, known = lab
+
+    def hide(root: Path) -> None:
+        (root / "Documents").mkdir()
+        (root / "Documents" / "notes.txt").write_bytes(b"shopping list\n")
+        (root / "Documents" / "notes.txt:hidden.jpg").write_bytes(known)
+        (root / "Documents:folder.jpg").write_bytes(known)
+        (root / ":root.jpg").write_bytes(known)
+        (root / "Documents" / "notes.txt:Zone.Identifier").write_bytes(b"[ZoneTransfer]\r\nZoneId=3\r\n")
+
+    image = make_disk_image(
+        tmp_path / "fieldtriage-test-ads.img", "dos", [PartitionSpec("ntfs", prepare=hide)]
+    )
+    before = image_digest(image)
+    with evidence_loop(image) as evidence:
+        status, report = run_scan(
+            capsys, "--filter", str(filter_path), "--trust", str(public), "--device", evidence.path
+        )
+        assert evidence.sectors_written() == 0
+    assert status == 1 and report["verdict"] == "priority_match", report
+    scan = report["scan"]
+    assert isinstance(scan, dict)
+    assert sorted(h["path"] for h in scan["hits"]) == [
+        "p1/:root.jpg", "p1/Documents/notes.txt:hidden.jpg", "p1/Documents:folder.jpg",
+    ]  # fmt: skip
+    assert scan["errors"] == [] and scan["counts"]["files_seen"] == 5
+    assert image_digest(image) == before

@@ -56,6 +56,8 @@ def evidence_loop(image: Path) -> Iterator[EvidenceLoop]:
         ["losetup", "-f", "--show", os.fspath(image)], capture_output=True, text=True, check=True
     )
     loop = EvidenceLoop(done.stdout.strip(), image)
+    # read-write as a real stick is, even if an earlier user of this loop left it marked read-only
+    subprocess.run(["blockdev", "--setrw", loop.path], capture_output=True, check=True)
     loop.baseline = loop._written_total()
     try:
         yield loop
