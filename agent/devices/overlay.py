@@ -12,7 +12,8 @@ evidence stays below a read-only loop device, which refuses every write whatever
   store: a loop device over a sparse file in the runtime folder), where the kernel has dm-snapshot
   and ``dmsetup`` is installed (Raspberry Pi and Debian kernels).
 
-``available_overlay()`` picks the first that works here. Example (root)::
+``available_overlay()`` picks xmount where it is installed (the layer the test suite runs for real
+on every machine), else dm-snapshot. Example (root)::
 
     overlay = available_overlay()
     with overlay.create("/dev/loop7", runtime / "overlay-p1") as layer:
@@ -230,9 +231,10 @@ def xmount_available() -> bool:
 
 
 def available_overlay() -> Overlay | None:
-    """The copy-on-write layer this kiosk can make: dm-snapshot first, else xmount, else None."""
-    if dm_snapshot_available():
-        return DmSnapshotOverlay()
+    """The copy-on-write layer this kiosk can make: xmount (tested wherever the suite runs), else
+    dm-snapshot, else None."""
     if xmount_available():
         return XmountOverlay()
+    if dm_snapshot_available():
+        return DmSnapshotOverlay()
     return None
