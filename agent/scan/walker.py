@@ -268,7 +268,7 @@ class TreeWalker:
             if err.errno not in NO_STREAMS:
                 self._stream_error(directory.prefix.rstrip(b"/") or b"/", err)
             return []
-        found = [b":" + stream for stream in own.split(b"\0") if stream] if is_root else []
+        found = self._stream_names(directory, b"", own) if is_root else []
         for name in names:
             try:
                 listed = os.getxattr(base + b"/" + name, STREAMS_ATTRIBUTE, follow_symlinks=False)
@@ -276,8 +276,18 @@ class TreeWalker:
                 if err.errno not in NO_STREAMS:
                     self._stream_error(directory.prefix + name, err)
                 continue
-            found.extend(name + b":" + stream for stream in listed.split(b"\0") if stream)
+            found.extend(self._stream_names(directory, name, listed))
         return found
+
+    def _stream_names(self, directory: OpenDirectory, name: bytes, listed: bytes) -> list[bytes]:
+        names = []
+        for stream in listed.split(b"\0"):
+            if b"/" in stream:  # cannot be opened as one name: an error, never silently left out
+                reason = "named stream whose name holds '/': cannot be opened"
+                self.tally.errors.append(Problem(directory.prefix + name + b":" + stream, reason, "EINVAL"))
+            elif stream:
+                names.append(name + b":" + stream)
+        return names
 
     def _stream_error(self, path: bytes, err: OSError) -> None:
         self.tally.errors.append(Problem(path, os_reason("cannot list named streams", err), errno_code(err)))
