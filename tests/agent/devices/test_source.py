@@ -140,11 +140,13 @@ def test_hundred_plug_cycles_leave_nothing_behind(
     with UdevDeviceSource(DeviceSelector(TEST_SELECTOR, set()), settle_seconds=0.05) as source:
         for cycle in range(100):
             loop = attach(image)
-            (plugged,) = collect(source, 5, until=1)
-            assert plugged.kind == "plugged", cycle
-            with mounter.mount(plugged.identity.devnode) as mounted:
-                assert mounted.complete and (mounted.partitions[0].mountpoint / "a.bin").exists()  # type: ignore[operator]
-            detach(loop)
+            try:
+                (plugged,) = collect(source, 5, until=1)
+                assert plugged.kind == "plugged", cycle
+                with mounter.mount(plugged.identity.devnode) as mounted:
+                    assert mounted.complete and (mounted.partitions[0].mountpoint / "a.bin").exists()  # type: ignore[operator]
+            finally:  # a failed cycle must not leave a read-only loop device for later tests
+                detach(loop)
             (unplugged,) = collect(source, 5, until=1)
             assert unplugged.kind == "unplugged", cycle
     assert leftovers(runtime) == []
