@@ -97,11 +97,13 @@ def export_segments(journal_folder: Path, target_folder: Path) -> list[Path]:
     """
     exported = load_sync_state(journal_folder)
     copied = []
-    for _, path in segment_files(journal_folder):
+    segments = segment_files(journal_folder)
+    kiosk: str | None = None
+    for _, path in segments:
         size = _size(path)
         if exported.get(path.name) == size:
             continue
-        kiosk = _kiosk_of(path)
+        kiosk = kiosk or _kiosk_of_folder(path, segments)
         destination = target_folder / JOURNAL_FOLDER / kiosk / path.name
         exported[path.name] = copy_atomically(path, destination, limit=size)
         _save_sync_state(journal_folder, exported)
@@ -116,15 +118,21 @@ def _size(path: Path) -> int:
         raise JournalError(path, f"cannot stat: {err.strerror}") from err
 
 
-def _kiosk_of(path: Path) -> str:
-    try:
-        with path.open("rb") as f:
-            head = f.read(8192)
-        return parse_header(memoryview(head)).kiosk_id
-    except OSError as err:
-        raise JournalError(path, f"cannot read: {err.strerror}") from err
-    except SegmentFormatError as err:
-        raise JournalError(path, f"damaged segment header: {err}") from err
+def _kiosk_of_folder(first: Path, segments: list[tuple[int, Path]]) -> str:
+    """The kiosk every segment of the folder belongs to, from the first header that parses: a
+    segment cut short while it was created (a power cut) is exported with the others, for the
+    station to set aside, and never stops an export."""
+    reasons = []
+    for path in [first, *(p for _, p in segments if p != first)]:
+        try:
+            with path.open("rb") as f:
+                head = f.read(8192)
+            return parse_header(memoryview(head)).kiosk_id
+        except OSError as err:
+            reasons.append(f"{path.name}: cannot read: {err.strerror}")
+        except SegmentFormatError as err:
+            reasons.append(f"{path.name}: damaged segment header: {err}")
+    raise JournalError(first.parent, f"no segment names its kiosk ({'; '.join(reasons[:3])})")
 
 
 def filesystem_uuid(folder: Path) -> str:

@@ -133,3 +133,24 @@ def test_filters_and_station_signed_trust_keys_from_a_stick(tmp_path: Path) -> N
     assert any("rogue.ftf" in r and "not in the trust store" in r for r in result.refused)
     again = import_filters_from_stick(stick, kiosk_filters, kiosk_trust, home.signing_public_key())
     assert again.filters_added == [] and again.trust_added == []
+
+
+def test_a_segment_cut_short_at_creation_never_stops_an_export(tmp_path: Path) -> None:
+    """A power cut while a segment's header was written leaves a file of zeros; the journal sets it
+    aside and goes on, and the export must carry every record all the same."""
+    home = make_station(tmp_path / "station")
+    with open_journal(tmp_path, home) as journal:
+        write_records(journal, 2)
+    (tmp_path / "journal" / "segment-00000001.ftj").write_bytes(bytes(40))
+    with open_journal(tmp_path, home) as journal:
+        write_records(journal, 3, start=2)
+    stick = tmp_path / "stick"
+    copied = export_segments(tmp_path / "journal", stick)
+    assert [p.name for p in copied] == [
+        "segment-00000000.ftj",
+        "segment-00000001.ftj",
+        "segment-00000002.ftj",
+    ]
+    assert len({p.parent for p in copied}) == 1
+    summary = import_sources(home, [stick])
+    assert summary.records_new == 5
