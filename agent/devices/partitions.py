@@ -2,10 +2,16 @@
 
 The kiosk never asks the kernel to parse a seized device's partition table (a Pi kernel would, and
 this VM's cannot): it reads the table here and maps each partition through its own read-only loop
-device. Every field read from the device is checked before use: entry counts and sizes are bounded,
-CRCs are verified (a damaged primary GPT falls back to the backup), extended-partition chains are
-followed with loop protection, and partitions reaching past the end of the device are clipped and
-reported. A disk with no table is one "partition" spanning the whole device (a superfloppy).
+device. Every field read from the device is checked before use, and whatever a table describes that
+is not returned as a partition is a problem (so the device can never be "no match"): partitions past
+the end of the device (clipped to it when they start inside), damaged headers and records, chains
+cut by a loop or by the bound on work, entries outside the extended partition, a protective MBR
+whose GPT is not found, a GPT beside an MBR that does not protect it, hybrid MBR entries that are not
+GPT partitions. MBR entries are read as Linux reads them (any type with sectors, 0x00 included;
+logical partitions numbered from 5 across every extended partition), in the device's logical sector
+size; GPT is looked for in that size and then in the other of 512 and 4096 (an image file of a 4Kn
+disk), from the backup header when the primary is damaged or missing. A disk with no table is one
+"partition" spanning the whole device (a superfloppy).
 
 Example::
 
@@ -20,6 +26,10 @@ Example::
 
 from __future__ import annotations
 
+import fcntl
+import os
+import stat
+import struct
 import uuid
 import zlib
 from collections.abc import Callable
@@ -28,13 +38,16 @@ from typing import Literal
 
 ReadAt = Callable[[int, int], bytes]
 Scheme = Literal["gpt", "mbr", "none"]
+Entry = tuple[int, int, int]  # MBR entry: type, start sector, sectors
 
-MAX_GPT_ENTRIES = 1024
-MAX_LOGICAL_PARTITIONS = 128
+MAX_PARTITIONS = 1024  # returned per device, and extended boot records followed per chain
+MAX_GPT_ENTRY_ARRAY = 4 << 20  # bytes, as Linux (KMALLOC_MAX_SIZE); 32768 entries of 128 bytes
+BLKSSZGET = 0x1268
 EXTENDED_TYPES = {0x05, 0x0F, 0x85}
 GPT_PROTECTIVE = 0xEE
 BOOT_SIGNATURE = b"\x55\xaa"
 VOLUME_OEM_IDS = (b"NTFS    ", b"EXFAT   ")
+NO_SIGNATURE = "no signature"
 
 GPT_TYPE_NAMES = {
     "c12a7328-f81f-11d2-ba4b-00a0c93ec93b": "EFI system",
@@ -70,134 +83,161 @@ class PartitionTable:
     problems: tuple[str, ...] = field(default=())
 
 
-def read_partition_table(read_at: ReadAt, device_size: int) -> PartitionTable:
-    """Parse the table of a device of ``device_size`` bytes; never raises on malformed content."""
-    problems: list[str] = []
-    for sector_size in (512, 4096):
-        gpt = _read_gpt(read_at, device_size, sector_size, problems)
-        if gpt is not None:
-            return gpt
-    mbr = _read_mbr(read_at, device_size, problems)
-    if mbr is not None:
-        return mbr
-    whole = Partition(number=0, start=0, size=device_size, type_id="none", type_name="whole device")
-    return PartitionTable("none", (whole,) if device_size else (), problems=tuple(problems))
+def logical_sector_size(fd: int) -> int:
+    """The logical sector size of a block device (BLKSSZGET); 512 for a file or when unknown."""
+    try:
+        if not stat.S_ISBLK(os.fstat(fd).st_mode):
+            return 512
+        size: int = struct.unpack("i", fcntl.ioctl(fd, BLKSSZGET, bytes(4)))[0]
+    except OSError:
+        return 512
+    return size if _valid_sector_size(size) else 512
 
 
-def _clip(
-    number: int, start: int, size: int, device_size: int, problems: list[str]
-) -> tuple[int, int] | None:
-    if size <= 0:
-        return None
-    if start >= device_size:
-        problems.append(f"partition {number} starts past the end of the device; not read")
-        return None
-    if start + size > device_size:
-        problems.append(f"partition {number} extends past the end of the device; only its start is read")
-        size = device_size - start
-    return start, size
+def _valid_sector_size(size: int) -> bool:
+    return 512 <= size <= 65536 and size & (size - 1) == 0
 
 
-def _read_mbr(read_at: ReadAt, device_size: int, problems: list[str]) -> PartitionTable | None:
-    sector = read_at(0, 512)
+def read_partition_table(read_at: ReadAt, device_size: int, sector_size: int = 512) -> PartitionTable:
+    """Parse the table of a device of ``device_size`` bytes with logical sectors of ``sector_size``
+    bytes (a power of two, 512 to 65536); never raises on malformed content."""
+    if not _valid_sector_size(sector_size):
+        raise ValueError(f"sector size {sector_size} is not a power of two from 512 to 65536")
+    sector0 = read_at(0, 512)
+    entries = _mbr_entries(sector0)
+    protective = any(kind == GPT_PROTECTIVE for kind, _, _ in entries or ())
+    plain = not protective and any(sectors for _, _, sectors in entries or ())
+    sizes = (sector_size, *(size for size in (512, 4096) if size != sector_size))
+    gpt = _find_gpt(read_at, device_size, sizes, backup_alone=not plain)
+    if gpt is not None and not plain:
+        return _gpt_table(gpt, entries or [], device_size)
+    found = _Found(device_size)
+    if gpt is not None:
+        found.problems.append(
+            f"a GPT header is at sector {gpt.lba} but the MBR has no protective (0xee) entry; "
+            "the GPT is not read"
+        )
+    if entries is None or not (plain or protective):
+        whole = Partition(number=0, start=0, size=device_size, type_id="none", type_name="whole device")
+        return PartitionTable("none", (whole,) if device_size else (), problems=tuple(found.problems))
+    _read_mbr(read_at, entries, sector_size, found)
+    disk_id = sector0[440:444][::-1].hex()
+    return PartitionTable("mbr", tuple(found.partitions), sector_size, disk_id, tuple(found.problems))
+
+
+@dataclass
+class _Found:
+    """Partitions found so far, and the problems: everything described and not returned."""
+
+    device_size: int
+    partitions: list[Partition] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def full(self) -> bool:
+        return len(self.partitions) >= MAX_PARTITIONS
+
+    def add(
+        self, number: int, start: int, size: int, type_id: str, name: str = "", type_name: str = ""
+    ) -> None:
+        if start >= self.device_size:
+            self.problems.append(f"partition {number} starts past the end of the device; not read")
+            return
+        if self.full:
+            if not any(p.startswith(f"more than {MAX_PARTITIONS} partitions") for p in self.problems):
+                self.problems.append(
+                    f"more than {MAX_PARTITIONS} partitions: "
+                    f"partition {number} and those after it are not read"
+                )
+            return
+        if start + size > self.device_size:
+            self.problems.append(
+                f"partition {number} extends past the end of the device; only its start is read"
+            )
+            size = self.device_size - start
+        self.partitions.append(Partition(number, start, size, type_id, name, type_name))
+
+
+def _slots(sector: bytes) -> list[Entry]:
+    raw = [sector[446 + 16 * i : 462 + 16 * i] for i in range(4)]
+    return [(e[4], int.from_bytes(e[8:12], "little"), int.from_bytes(e[12:16], "little")) for e in raw]
+
+
+def _mbr_entries(sector: bytes) -> list[Entry] | None:
+    """The four entries of an MBR, or None when sector 0 is not one (no signature, a volume)."""
     if len(sector) < 512 or sector[510:512] != BOOT_SIGNATURE or sector[3:11] in VOLUME_OEM_IDS:
         return None
-    entries = [sector[446 + 16 * i : 462 + 16 * i] for i in range(4)]
-    if any(entry[0] not in (0x00, 0x80) for entry in entries):
+    if any(sector[446 + 16 * i] not in (0x00, 0x80) for i in range(4)):
         return None  # boot code of a volume (a FAT superfloppy), not a partition table
-    disk_id = sector[440:444][::-1].hex()
-    partitions: list[Partition] = []
-    for index, entry in enumerate(entries, 1):
-        kind = entry[4]
-        start_lba = int.from_bytes(entry[8:12], "little")
-        sectors = int.from_bytes(entry[12:16], "little")
-        if kind == 0 or sectors == 0:
-            continue
-        if kind in EXTENDED_TYPES:
-            partitions.extend(_read_logical(read_at, device_size, start_lba, problems))
-            continue
-        clipped = _clip(index, start_lba * 512, sectors * 512, device_size, problems)
-        if clipped:
-            partitions.append(Partition(index, clipped[0], clipped[1], f"0x{kind:02x}"))
-    if not partitions and not any(entry[4] for entry in entries):
-        return None
-    return PartitionTable("mbr", tuple(partitions), 512, disk_id, tuple(problems))
+    return _slots(sector)
+
+
+def _read_mbr(read_at: ReadAt, entries: list[Entry], sector_size: int, found: _Found) -> None:
+    next_logical = 5
+    for slot, (kind, start, sectors) in enumerate(entries, 1):
+        if kind == GPT_PROTECTIVE:
+            found.problems.append(
+                f"partition {slot} (type 0xee) stands for a GPT, but no GPT header was found; not read"
+            )
+        elif sectors and kind in EXTENDED_TYPES:
+            next_logical = _read_logical(read_at, sector_size, slot, start, sectors, next_logical, found)
+        elif sectors:
+            found.add(slot, start * sector_size, sectors * sector_size, f"0x{kind:02x}")
 
 
 def _read_logical(
-    read_at: ReadAt, device_size: int, extended_lba: int, problems: list[str]
-) -> list[Partition]:
-    logical: list[Partition] = []
-    seen: set[int] = set()
-    ebr_lba = extended_lba
-    while len(logical) < MAX_LOGICAL_PARTITIONS:
-        if ebr_lba in seen or ebr_lba * 512 >= device_size:
-            if ebr_lba in seen:
-                problems.append("extended partition chain loops; stopped following it")
-            break
-        seen.add(ebr_lba)
-        sector = read_at(ebr_lba * 512, 512)
-        if len(sector) < 512 or sector[510:512] != BOOT_SIGNATURE:
-            problems.append(f"extended boot record at sector {ebr_lba} is not valid")
-            break
-        first, second = sector[446:462], sector[462:478]
-        sectors = int.from_bytes(first[12:16], "little")
-        if first[4] and sectors:
-            number = 5 + len(logical)
-            start = (ebr_lba + int.from_bytes(first[8:12], "little")) * 512
-            clipped = _clip(number, start, sectors * 512, device_size, problems)
-            if clipped:
-                logical.append(Partition(number, clipped[0], clipped[1], f"0x{first[4]:02x}"))
-        next_offset = int.from_bytes(second[8:12], "little")
-        if second[4] not in EXTENDED_TYPES or next_offset == 0:
-            break
-        ebr_lba = extended_lba + next_offset
-    return logical
-
-
-def _read_gpt(
-    read_at: ReadAt, device_size: int, sector_size: int, problems: list[str]
-) -> PartitionTable | None:
-    total_sectors = device_size // sector_size
-    if total_sectors < 3:
-        return None
-    primary = _gpt_header(read_at, 1, sector_size, device_size)
-    if isinstance(primary, str) and primary == "absent":
-        return None
-    header = primary
-    if isinstance(primary, str):
-        backup = _gpt_header(read_at, total_sectors - 1, sector_size, device_size)
-        if isinstance(backup, str):
-            problems.append(f"GPT header is damaged ({primary}) and so is its backup ({backup})")
-            return PartitionTable("gpt", (), sector_size, problems=tuple(problems))
-        problems.append(f"primary GPT header is damaged ({primary}); used the backup")
-        header = backup
-    assert isinstance(header, _GptHeader)
-    partitions: list[Partition] = []
-    for index in range(header.entry_count):
-        entry = header.entries[index * header.entry_size : (index + 1) * header.entry_size]
-        type_guid = entry[0:16]
-        if type_guid == bytes(16):
-            continue
-        first_lba = int.from_bytes(entry[32:40], "little")
-        last_lba = int.from_bytes(entry[40:48], "little")
-        if last_lba < first_lba:
-            problems.append(f"partition {index + 1} ends before it starts; not read")
-            continue
-        name = entry[56:128].decode("utf-16-le", errors="replace").split("\x00", 1)[0]
-        type_id = str(uuid.UUID(bytes_le=type_guid))
-        clipped = _clip(
-            index + 1,
-            first_lba * sector_size,
-            (last_lba - first_lba + 1) * sector_size,
-            device_size,
-            problems,
-        )
-        if clipped:
-            partitions.append(
-                Partition(index + 1, clipped[0], clipped[1], type_id, name, GPT_TYPE_NAMES.get(type_id, ""))
+    read_at: ReadAt, sector_size: int, slot: int, first: int, first_size: int, number: int, found: _Found
+) -> int:
+    """Follow the extended boot records of the extended partition in ``slot`` as Linux does
+    (block/partitions/msdos.c); returns the number the next logical partition gets."""
+    if first * sector_size >= found.device_size:
+        found.problems.append(f"partition {slot} (extended) starts past the end of the device; not read")
+        return number
+    this, this_size, seen = first, first_size, set[int]()
+    while True:
+        where = f"extended boot record at sector {this}"
+        if this in seen:
+            found.problems.append(
+                f"extended partition chain loops back to sector {this}; stopped following it"
             )
-    return PartitionTable("gpt", tuple(partitions), sector_size, header.disk_guid, tuple(problems))
+            return number
+        if len(seen) >= MAX_PARTITIONS or found.full:
+            found.problems.append(
+                f"extended partition chain is cut at sector {this} "
+                f"(over {MAX_PARTITIONS} records or partitions); not read"
+            )
+            return number
+        seen.add(this)
+        sector = read_at(this * sector_size, 512)
+        if len(sector) < 512 or sector[510:512] != BOOT_SIGNATURE:
+            found.problems.append(f"{where} is not valid; not read")
+            return number
+        link: Entry | None = None
+        for index, (kind, offset, sectors) in enumerate(_slots(sector)):
+            start = this + offset
+            if not sectors:
+                continue
+            if kind in EXTENDED_TYPES:
+                if link is not None:
+                    found.problems.append(f"{where}: entry {index + 1} is a second link; not read")
+                link = link or (kind, offset, sectors)
+            elif index >= 2 and (
+                offset + sectors > this_size or start < first or start + sectors > first + first_size
+            ):  # Linux takes these for garbage and gives them no number
+                found.problems.append(
+                    f"{where}: entry {index + 1} lies outside the extended partition; not read"
+                )
+            else:
+                found.add(number, start * sector_size, sectors * sector_size, f"0x{kind:02x}")
+                number += 1
+        if link is None or link[1] == 0:  # a link to the first record is no link (libblkid)
+            return number
+        if (first + link[1]) * sector_size >= found.device_size:
+            found.problems.append(
+                f"{where} links to sector {first + link[1]}, past the end of the device; not read"
+            )
+            return number
+        this, this_size = first + link[1], link[2]
 
 
 @dataclass(frozen=True)
@@ -208,11 +248,79 @@ class _GptHeader:
     entries: bytes
 
 
+@dataclass(frozen=True)
+class _Gpt:
+    lba: int  # of the header found
+    sector_size: int
+    header: _GptHeader | None  # None: damaged, and so is the backup
+    problems: tuple[str, ...]
+
+
+def _find_gpt(read_at: ReadAt, device_size: int, sizes: tuple[int, ...], backup_alone: bool) -> _Gpt | None:
+    """The first GPT found at LBA 1 or, when that is damaged (or missing and ``backup_alone``), at
+    the last LBA; None when there is no GPT signature in either place for any of ``sizes``."""
+    for size in sizes:
+        last = device_size // size - 1
+        if last < 2:
+            continue
+        primary = _gpt_header(read_at, 1, size, device_size)
+        if isinstance(primary, _GptHeader):
+            return _Gpt(1, size, primary, ())
+        if primary == NO_SIGNATURE and not backup_alone:
+            continue
+        backup = _gpt_header(read_at, last, size, device_size)
+        if isinstance(backup, _GptHeader):
+            why = (
+                "primary GPT header missing"
+                if primary == NO_SIGNATURE
+                else f"primary GPT header is damaged ({primary})"
+            )
+            return _Gpt(last, size, backup, (f"{why}; used the backup",))
+        if primary != NO_SIGNATURE:
+            return _Gpt(
+                1, size, None, (f"GPT header is damaged ({primary}) and so is its backup ({backup})",)
+            )
+        if backup != NO_SIGNATURE:
+            return _Gpt(
+                last, size, None, (f"primary GPT header missing and its backup is damaged ({backup})",)
+            )
+    return None
+
+
+def _gpt_table(gpt: _Gpt, entries: list[Entry], device_size: int) -> PartitionTable:
+    found = _Found(device_size, problems=list(gpt.problems))
+    header, size = gpt.header, gpt.sector_size
+    if header is None:
+        return PartitionTable("gpt", (), size, problems=tuple(found.problems))
+    for index in range(header.entry_count):
+        entry = header.entries[index * header.entry_size : (index + 1) * header.entry_size]
+        type_guid = entry[0:16]
+        if type_guid == bytes(16):
+            continue
+        first_lba = int.from_bytes(entry[32:40], "little")
+        last_lba = int.from_bytes(entry[40:48], "little")
+        if last_lba < first_lba:
+            found.problems.append(f"partition {index + 1} ends before it starts; not read")
+            continue
+        name = entry[56:128].decode("utf-16-le", errors="replace").split("\x00", 1)[0]
+        type_id = str(uuid.UUID(bytes_le=type_guid))
+        start, length = first_lba * size, (last_lba - first_lba + 1) * size
+        found.add(index + 1, start, length, type_id, name, GPT_TYPE_NAMES.get(type_id, ""))
+    ranges = {(p.start, p.size) for p in found.partitions}
+    for slot, (kind, start, sectors) in enumerate(entries, 1):
+        hybrid = kind != GPT_PROTECTIVE and sectors
+        if hybrid and (kind in EXTENDED_TYPES or (start * size, sectors * size) not in ranges):
+            found.problems.append(
+                f"MBR partition {slot} (type 0x{kind:02x}) is not a GPT partition; not read"
+            )
+    return PartitionTable("gpt", tuple(found.partitions), size, header.disk_guid, tuple(found.problems))
+
+
 def _gpt_header(read_at: ReadAt, lba: int, sector_size: int, device_size: int) -> _GptHeader | str:
-    """The header at ``lba``, or a string saying why not ("absent" when there is no signature)."""
+    """The header at ``lba`` with its entry array, or why not (NO_SIGNATURE when it is absent)."""
     sector = read_at(lba * sector_size, sector_size)
     if len(sector) < 92 or sector[0:8] != b"EFI PART":
-        return "absent"
+        return NO_SIGNATURE
     header_size = int.from_bytes(sector[12:16], "little")
     if not 92 <= header_size <= sector_size:
         return "bad header size"
@@ -222,9 +330,9 @@ def _gpt_header(read_at: ReadAt, lba: int, sector_size: int, device_size: int) -
     entries_lba = int.from_bytes(sector[72:80], "little")
     entry_count = int.from_bytes(sector[80:84], "little")
     entry_size = int.from_bytes(sector[84:88], "little")
-    if not 0 < entry_count <= MAX_GPT_ENTRIES or entry_size < 128 or entry_size > 4096 or entry_size % 8:
-        return "implausible partition entry array"
     length = entry_count * entry_size
+    if not entry_count or entry_size < 128 or entry_size % 8 or length > MAX_GPT_ENTRY_ARRAY:
+        return "implausible partition entry array"
     if entries_lba * sector_size + length > device_size:
         return "partition entry array past the end of the device"
     entries = read_at(entries_lba * sector_size, length)
