@@ -176,7 +176,7 @@ def ebr(*entries: bytes) -> bytes:
     return bytes(sector)
 
 
-def put(disk: bytearray, lba: int, data: bytes, sector_size: int = 512) -> None:
+def put(disk: bytearray, lba: int, data: bytes | bytearray, sector_size: int = 512) -> None:
     disk[lba * sector_size : lba * sector_size + len(data)] = data
 
 

@@ -113,8 +113,8 @@ def describe(disk: bytes, sector_size: int) -> Described:
         entries = gpt_entries(disk, 1, size) if total >= 3 else None
         if entries is None and not plain and total >= 3:
             entries = gpt_entries(disk, total - 1, size)  # a stale backup beside a plain MBR is no table
-        for kind, first, last in entries or []:
-            if kind == bytes(16):
+        for guid, first, last in entries or []:
+            if guid == bytes(16):
                 continue
             if last < first:
                 found.unreadable.append(f"GPT entry {first}..{last}")
@@ -137,7 +137,8 @@ class Device(bytes):
     """A device's content; shown by where it is not zero, not byte by byte."""
 
     def __repr__(self) -> str:
-        pieces, offset = [], 0
+        pieces: list[str] = []
+        offset = 0
         while (
             len(pieces) < 12 and (offset := next((i for i in range(offset, len(self)) if self[i]), -1)) >= 0
         ):
@@ -322,7 +323,7 @@ def mbr_with_one_fault(draw: st.DrawFn, fault: str) -> tuple[Device, int]:
     return Device(disk), sector_size
 
 
-def gpt_header(lba: int, alternate: int, array_lba: int, count: int, array: bytes) -> bytearray:
+def gpt_header(lba: int, alternate: int, array_lba: int, count: int, array: bytes | bytearray) -> bytearray:
     header = bytearray(92)
     header[0:8], header[8:12], header[12:16] = b"EFI PART", b"\x00\x00\x01\x00", (92).to_bytes(4, "little")
     header[24:32], header[32:40] = lba.to_bytes(8, "little"), alternate.to_bytes(8, "little")
