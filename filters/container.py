@@ -42,6 +42,7 @@ from filters.fuse import FuseFilter, FuseGeometry
 from filters.importers import PRIORITIES
 from filters.keys import KEY_ID_BYTES, TrustStore, key_id_bytes
 from filters.model import SALT_BYTES, ContrabandFilter, FilterMetadata, FilterSet
+from filters.safe_files import read_regular_file
 from filters.strict_cbor import CborError, decode
 
 FORMAT_NAME = "fieldtriage-filter"
@@ -151,18 +152,8 @@ def read_envelope(path: Path, data: bytes) -> Envelope:
 
 
 def read_filter_bytes(path: Path) -> bytes:
-    try:
-        with path.open("rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > MAX_FILE_BYTES:
-                raise FilterRefused(path, f"oversized ({size} bytes, limit {MAX_FILE_BYTES})")
-            data = f.read(size + 1)  # not MAX_FILE_BYTES: Python would reserve that much up front
-    except IsADirectoryError as err:
-        raise FilterRefused(path, "is a folder, not a filter file") from err
-    except OSError as err:
-        raise FilterRefused(path, f"cannot read: {err.strerror}") from err
-    if len(data) > MAX_FILE_BYTES:
-        raise FilterRefused(path, "oversized")
+    """The file's bytes; never blocks (a FIFO or device named ``*.ftf`` is refused unopened)."""
+    data = read_regular_file(path, MAX_FILE_BYTES, FilterRefused, "a filter file")
     if not data:
         raise FilterRefused(path, "empty file")
     return data

@@ -38,6 +38,7 @@ from agent.journal.sync_token import normalised_uuid, write_sync_token
 from filters.container import load_filter
 from filters.errors import FieldtriageError, StationError
 from filters.keys import MAX_KEY_FILE_BYTES, load_public_key
+from filters.safe_files import read_regular_file
 from station.home import StationHome
 
 
@@ -75,7 +76,7 @@ def prepare_stick(
         load_public_key(public_path)
         destination = folder / TRUST_FOLDER / public_path.name
         prepared.copied.append(_copy(public_path, destination))
-        data = public_path.read_bytes()[: MAX_KEY_FILE_BYTES + 1]
+        data = read_regular_file(public_path, MAX_KEY_FILE_BYTES, StationError, "a key file")
         signature_path = destination.with_name(destination.name + SIGNATURE_SUFFIX)
         try:
             signature_path.write_bytes(signing_key.sign(trust_key_signed_message(data)))

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from filters.errors import FieldtriageError
+from filters.safe_files import read_regular_file
+
+MAX_STATUS_BYTES = 16 << 20
 
 
 def write_status(path: Path, status: dict[str, Any]) -> None:
@@ -36,12 +39,15 @@ def write_status(path: Path, status: dict[str, Any]) -> None:
 
 
 def read_status(path: Path) -> dict[str, Any]:
+    if not os.path.lexists(path):
+        raise FieldtriageError(path, "no status file: is the agent running?")
+    data = read_regular_file(path, MAX_STATUS_BYTES, FieldtriageError, "a status file")
     try:
-        loaded: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise FieldtriageError(path, "no status file: is the agent running?") from err
-    except (OSError, ValueError) as err:
+        loaded = json.loads(data)
+    except ValueError as err:
         raise FieldtriageError(path, f"cannot read the status file: {err}") from err
+    if not isinstance(loaded, dict):
+        raise FieldtriageError(path, "cannot read the status file: not a JSON object")
     return loaded
 
 

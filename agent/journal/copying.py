@@ -11,12 +11,25 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from filters.errors import JournalError
 
 CHUNK = 1 << 20
+
+
+def _open_regular(source: Path) -> BinaryIO:
+    """``source`` opened for reading without blocking on it (a FIFO on a stick is refused)."""
+    fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def copy_atomically(source: Path, destination: Path, limit: int | None = None) -> int:
@@ -25,7 +38,7 @@ def copy_atomically(source: Path, destination: Path, limit: int | None = None) -
     copied = 0
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        with source.open("rb") as reader, temporary.open("wb") as writer:
+        with _open_regular(source) as reader, temporary.open("wb") as writer:
             while limit is None or copied < limit:
                 chunk = reader.read(CHUNK if limit is None else min(CHUNK, limit - copied))
                 if not chunk:

@@ -31,6 +31,7 @@ from agent.journal.copying import copy_atomically
 from filters.container import FILTER_SUFFIX, load_filter
 from filters.errors import FieldtriageError, JournalError
 from filters.keys import MAX_KEY_FILE_BYTES, TrustStore, key_id, load_public_key
+from filters.safe_files import read_regular_file
 
 FILTER_FOLDER = "fieldtriage-filters"
 TRUST_FOLDER = "fieldtriage-trust"
@@ -83,14 +84,10 @@ def import_filters_from_stick(
 
 def _take_trust_key(public_path: Path, trust_folder: Path, station_key: Ed25519PublicKey) -> Path | None:
     signature_path = public_path.with_name(public_path.name + SIGNATURE_SUFFIX)
-    try:
-        data = public_path.read_bytes()[: MAX_KEY_FILE_BYTES + 1]
-        signature = signature_path.read_bytes()[:65]
-    except OSError as err:
-        name = signature_path if not signature_path.exists() else public_path
-        raise JournalError(
-            name, f"cannot read: {err.strerror} (trust keys need a station signature)"
-        ) from err
+    data = read_regular_file(public_path, MAX_KEY_FILE_BYTES, JournalError, "a key file")
+    if not signature_path.exists():
+        raise JournalError(signature_path, "missing (trust keys need a station signature)")
+    signature = read_regular_file(signature_path, 4096, JournalError, "a signature")
     try:
         station_key.verify(signature, trust_key_signed_message(data))
     except InvalidSignature as err:

@@ -67,7 +67,7 @@ def test_empty_and_missing(tmp_path: Path, provider: Provider) -> None:
     (tmp_path / "empty.ftf").write_bytes(b"")
     assert "empty file" in refusal(tmp_path / "empty.ftf", provider.trust)
     assert "cannot read: No such file" in refusal(tmp_path / "none.ftf", provider.trust)
-    assert "is a folder" in refusal(tmp_path, provider.trust)
+    assert "not a regular file (folder)" in refusal(tmp_path, provider.trust)
 
 
 def test_oversized(
