@@ -90,5 +90,9 @@ class JournalError(FieldtriageError):
     """A journal that cannot be opened, written or read: a fault the daemon must signal."""
 
 
+class JournalLocked(JournalError):
+    """A journal folder another process (a second agent) is writing."""
+
+
 class StationError(FieldtriageError):
     """A station home, key, database, import source or report that cannot be used."""

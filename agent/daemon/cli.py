@@ -19,6 +19,7 @@ from agent.devices.mounter import Mounter
 from agent.devices.selection import DeviceSelector
 from agent.devices.source import UdevDeviceSource
 from agent.journal import EncryptedJournal, Journal, PlainJournal
+from agent.journal.reopening import ReopeningJournal
 from agent.lights.bay import (
     GpioLights,
     LightsBackend,
@@ -27,7 +28,7 @@ from agent.lights.bay import (
     TerminalLights,
     gpio_pin_factory,
 )
-from filters.errors import ConfigError, FieldtriageError, KeyFileError, printable
+from filters.errors import ConfigError, FieldtriageError, JournalError, JournalLocked, KeyFileError, printable
 from filters.keys import load_public_key
 
 DEFAULT_CONFIG = Path("/etc/fieldtriage/agent.toml")
@@ -111,16 +112,28 @@ def naming_the_key(config: AgentConfig, err: KeyFileError) -> FieldtriageError:
 
 
 def open_journal(config: AgentConfig) -> Journal:
-    """The encrypted journal when a station key is configured, else a plain local log."""
+    """The encrypted journal when a station key is configured, else a plain local log. A journal
+    folder that cannot be opened (a segment it did not write, one that does not verify) does not
+    stop the kiosk: it runs showing the fault signal and tries again at every device."""
     folder = config.paths.journal
     make_folder(config, "journal")
-    if config.paths.station_key is not None:
-        try:
-            return EncryptedJournal.open(folder, config.paths.device_key, config.paths.station_key)
-        except KeyFileError as err:
-            raise naming_the_key(config, err) from err
-    logging.getLogger(__name__).warning("no station key configured: journal is a plain local log")
-    return PlainJournal(folder)
+    if config.paths.station_key is None:
+        logging.getLogger(__name__).warning("no station key configured: journal is a plain local log")
+        return PlainJournal(folder)
+    device_key, station_key = config.paths.device_key, config.paths.station_key
+
+    def encrypted() -> Journal:
+        return EncryptedJournal.open(folder, device_key, station_key)
+
+    try:  # a wrong key file or a second agent on the same folder stops the start
+        return encrypted()
+    except KeyFileError as err:
+        raise naming_the_key(config, err) from err
+    except JournalLocked:
+        raise
+    except JournalError as err:
+        logging.getLogger(__name__).error("journal cannot be opened, running with the fault signal: %s", err)
+        return ReopeningJournal(encrypted, err)
 
 
 def build_daemon(config: AgentConfig, *, pin_factory: Any = None) -> Daemon:

@@ -18,8 +18,11 @@ class Journal(Protocol):
     ``JournalError``; ``healthy`` is False after a failed write until a later append succeeds;
     ``last_error`` keeps the last failure."""
 
-    healthy: bool
-    last_error: JournalError | None
+    @property
+    def healthy(self) -> bool: ...
+
+    @property
+    def last_error(self) -> JournalError | None: ...
 
     def append(self, record: Mapping[str, Any]) -> None: ...
 

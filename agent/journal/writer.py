@@ -61,7 +61,7 @@ from agent.journal.segment_format import (
 )
 from agent.journal.tail import JournalTail, read_tail
 from filters import __version__
-from filters.errors import JournalError
+from filters.errors import JournalError, JournalLocked
 
 MAX_SEGMENT_BYTES = 4 << 20
 MAX_SEGMENT_RECORDS = 10_000
@@ -286,7 +286,7 @@ def lock_journal_folder(folder: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
         os.close(fd)
-        raise JournalError(folder, "journal is in use by another process") from err
+        raise JournalLocked(folder, "journal is in use by another process") from err
     return fd
 
 
