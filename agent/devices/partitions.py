@@ -107,16 +107,17 @@ def read_partition_table(read_at: ReadAt, device_size: int, sector_size: int = 5
     entries = _mbr_entries(sector0)
     protective = any(kind == GPT_PROTECTIVE for kind, _, _ in entries or ())
     plain = not protective and any(sectors for _, _, sectors in entries or ())
+    volume = entries is None and sector0[510:512] == BOOT_SIGNATURE  # a volume's boot sector
     sizes = (sector_size, *(size for size in (512, 4096) if size != sector_size))
-    gpt = _find_gpt(read_at, device_size, sizes, backup_alone=not plain)
-    if gpt is not None and not plain:
+    gpt = _find_gpt(read_at, device_size, sizes)
+    if gpt is not None and gpt.backup_only and gpt.header is None and (plain or volume):
+        gpt = None  # a damaged backup header alone, beside a table or a volume: debris
+    if gpt is not None and not plain and not (volume and gpt.backup_only):
         return _gpt_table(gpt, entries or [], device_size)
     found = _Found(device_size)
-    if gpt is not None:
-        found.problems.append(
-            f"a GPT header is at sector {gpt.lba} but the MBR has no protective (0xee) entry; "
-            "the GPT is not read"
-        )
+    if gpt is not None:  # Linux and libblkid read no GPT without a protective MBR
+        why = "the MBR has no protective (0xee) entry" if plain else "sector 0 is a volume's boot sector"
+        found.problems.append(f"a GPT header is at sector {gpt.lba} but {why}; the GPT is not read")
     if entries is None or not (plain or protective):
         whole = Partition(number=0, start=0, size=device_size, type_id="none", type_name="whole device")
         return PartitionTable("none", (whole,) if device_size else (), problems=tuple(found.problems))
@@ -254,11 +255,12 @@ class _Gpt:
     sector_size: int
     header: _GptHeader | None  # None: damaged, and so is the backup
     problems: tuple[str, ...]
+    backup_only: bool = False  # no primary header at all
 
 
-def _find_gpt(read_at: ReadAt, device_size: int, sizes: tuple[int, ...], backup_alone: bool) -> _Gpt | None:
-    """The first GPT found at LBA 1 or, when that is damaged (or missing and ``backup_alone``), at
-    the last LBA; None when there is no GPT signature in either place for any of ``sizes``."""
+def _find_gpt(read_at: ReadAt, device_size: int, sizes: tuple[int, ...]) -> _Gpt | None:
+    """The first GPT found at LBA 1 or, when that is damaged or missing, at the last LBA; None
+    when there is no GPT signature in either place for any of ``sizes``."""
     for size in sizes:
         last = device_size // size - 1
         if last < 2:
@@ -266,8 +268,6 @@ def _find_gpt(read_at: ReadAt, device_size: int, sizes: tuple[int, ...], backup_
         primary = _gpt_header(read_at, 1, size, device_size)
         if isinstance(primary, _GptHeader):
             return _Gpt(1, size, primary, ())
-        if primary == NO_SIGNATURE and not backup_alone:
-            continue
         backup = _gpt_header(read_at, last, size, device_size)
         if isinstance(backup, _GptHeader):
             why = (
@@ -275,15 +275,14 @@ def _find_gpt(read_at: ReadAt, device_size: int, sizes: tuple[int, ...], backup_
                 if primary == NO_SIGNATURE
                 else f"primary GPT header is damaged ({primary})"
             )
-            return _Gpt(last, size, backup, (f"{why}; used the backup",))
+            return _Gpt(last, size, backup, (f"{why}; used the backup",), primary == NO_SIGNATURE)
         if primary != NO_SIGNATURE:
             return _Gpt(
                 1, size, None, (f"GPT header is damaged ({primary}) and so is its backup ({backup})",)
             )
         if backup != NO_SIGNATURE:
-            return _Gpt(
-                last, size, None, (f"primary GPT header missing and its backup is damaged ({backup})",)
-            )
+            why = f"primary GPT header missing and its backup is damaged ({backup})"
+            return _Gpt(last, size, None, (why,), backup_only=True)
     return None
 
 

@@ -505,3 +505,31 @@ def test_hybrid_mbr_entry_that_is_no_gpt_partition_is_a_problem() -> None:
     table = read_partition_table(reader(disk), len(disk))
     assert table.scheme == "gpt" and [p.number for p in table.partitions] == [1]
     assert table.problems == ("MBR partition 3 (type 0x0c) is not a GPT partition; not read",)
+
+
+def test_backup_gpt_beside_a_plain_mbr_is_a_problem() -> None:
+    """The primary header wiped, an MBR written: the backup at the end still describes partitions."""
+    disk = crafted_gpt(MiB, [(1, 40, 50)])
+    disk[512:1024] = bytes(512)
+    disk[446:462] = mbr_entry(0x0C, 100, 200)
+    disk[510:512] = b"\x55\xaa"
+    table = read_partition_table(reader(disk), len(disk))
+    assert table.scheme == "mbr" and spans(table) == [(1, 100, 200, "0x0c")]
+    assert table.problems == (
+        "a GPT header is at sector 2047 but the MBR has no protective (0xee) entry; the GPT is not read",
+    )
+
+
+def test_backup_gpt_behind_a_volume_boot_sector_is_a_problem() -> None:
+    """A stick that was GPT, then formatted as one FAT volume: the volume is read, and the stale
+    backup GPT is a problem, not a reason to skip the volume."""
+    disk = crafted_gpt(MiB, [(1, 40, 50)])
+    disk[0:1024] = bytes(1024)  # the volume's first sectors: its boot sector, then FAT data
+    disk[0:11] = b"\xeb\x3c\x90mkfs.fat"
+    disk[446] = 0x33  # boot code where a table would be
+    disk[510:512] = b"\x55\xaa"
+    table = read_partition_table(reader(disk), len(disk))
+    assert table.scheme == "none" and [(p.start, p.size) for p in table.partitions] == [(0, len(disk))]
+    assert table.problems == (
+        "a GPT header is at sector 2047 but sector 0 is a volume's boot sector; the GPT is not read",
+    )

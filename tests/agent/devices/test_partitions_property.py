@@ -100,9 +100,9 @@ def follow_chain(disk: bytes, extended_lba: int, sector_size: int, found: Descri
 def describe(disk: bytes, sector_size: int) -> Described:
     """What the tables on ``disk`` describe. The definitions it shares with the reader: sector 0
     is an MBR when signed, not a volume's boot sector and with boot flags 0 or 0x80; a GPT is a
-    header with good checksums at LBA 1, or at the last LBA unless the MBR is a plain one (that
-    backup is stale); an MBR beside a GPT counts sectors of the GPT's size; type 0xee stands for
-    the GPT. Everything else (any type with sectors is a range) is the tables' own word."""
+    header with good checksums at LBA 1, else at the last LBA; an MBR beside a GPT counts sectors
+    of the GPT's size; type 0xee stands for the GPT. Everything else (any type with sectors is a
+    range) is the tables' own word."""
     found = Described()
     mbr = slots(disk[:512]) if is_mbr(disk[:512]) else []
     protective = any(kind == 0xEE for _, kind, _, _ in mbr)
@@ -111,8 +111,8 @@ def describe(disk: bytes, sector_size: int) -> Described:
     for size in (512, 4096):
         total = len(disk) // size
         entries = gpt_entries(disk, 1, size) if total >= 3 else None
-        if entries is None and not plain and total >= 3:
-            entries = gpt_entries(disk, total - 1, size)  # a stale backup beside a plain MBR is no table
+        if entries is None and total >= 3:
+            entries = gpt_entries(disk, total - 1, size)
         for guid, first, last in entries or []:
             if guid == bytes(16):
                 continue
@@ -337,7 +337,8 @@ def gpt_header(lba: int, alternate: int, array_lba: int, count: int, array: byte
 GPT_FAULTS = [
     "none", "zero primary", "damage primary", "damage primary array", "zero backup", "zero both",
     "damage both", "plain mbr", "no mbr", "hybrid copy", "hybrid other", "entry past end",
-    "entry clipped", "entry reversed", "other sector size", "wiped start",
+    "entry clipped", "entry reversed", "other sector size", "wiped start", "mbr over a wiped gpt",
+    "volume over a wiped gpt",
 ]  # fmt: skip
 
 
@@ -397,7 +398,8 @@ def gpt_disks(draw: st.DrawFn, fault: str = "") -> tuple[Device, int]:
         "zero primary": ("zeroed", "intact"), "damage primary": ("damaged", "intact"),
         "damage primary array": ("array damaged", "intact"), "zero backup": ("intact", "zeroed"),
         "zero both": ("zeroed", "zeroed"), "damage both": ("damaged", "array damaged"),
-        "wiped start": ("zeroed", "intact"),
+        "wiped start": ("zeroed", "intact"), "mbr over a wiped gpt": ("zeroed", "intact"),
+        "volume over a wiped gpt": ("zeroed", "intact"),
     }.get(fault, ("intact", "intact"))  # fmt: skip
     copies = ((1, total - 1, 2, array), (total - 1, 1, total - 1 - array_sectors, backup_array))
     for (header_lba, alternate, array_lba, content), state in zip(copies, states, strict=True):
@@ -417,6 +419,8 @@ def gpt_disks(draw: st.DrawFn, fault: str = "") -> tuple[Device, int]:
         "wiped start": "none",
         "hybrid copy": "hybrid",
         "hybrid other": "hybrid",
+        "mbr over a wiped gpt": "plain",
+        "volume over a wiped gpt": "volume",
     }
     mbr = (
         mbrs.get(fault, "protective")
@@ -430,13 +434,15 @@ def gpt_disks(draw: st.DrawFn, fault: str = "") -> tuple[Device, int]:
         other = st.tuples(KINDS, st.integers(0, total - 1), st.integers(1, total)) if not one_fault else None
         if other is not None and draw(st.booleans()):
             raws += [entry(*draw(other))]
-        if fault in ("hybrid other", "plain mbr"):
+        if fault in ("hybrid other", "plain mbr", "mbr over a wiped gpt"):
             raws += (
                 [entry(0x0C, usable[0], 1)]
                 if (usable[0], 1) not in [(f, z) for _, _, f, z in entries]
                 else []
             )
-    if mbr != "none":
+    if mbr == "volume":  # a FAT boot sector: boot code where a table would be
+        disk[0:11], disk[446], disk[510:512] = b"\xeb\x3c\x90mkfs.fat", 0x33, SIGNATURE
+    elif mbr != "none":
         put_slots(disk, 0, raws)
     other_size = 4096 if sector_size == 512 else 512
     told = other_size if fault == "other sector size" else sector_size
