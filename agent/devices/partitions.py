@@ -5,9 +5,10 @@ this VM's cannot): it reads the table here and maps each partition through its o
 device. Every field read from the device is checked before use, and whatever a table describes that
 is not returned as a partition is a problem (so the device can never be "no match"): partitions past
 the end of the device (clipped to it when they start inside), damaged headers and records, chains
-cut by a loop or by the bound on work, entries outside the extended partition, a protective MBR
-whose GPT is not found, a GPT beside an MBR that does not protect it, hybrid MBR entries that are not
-GPT partitions. MBR entries are read as Linux reads them (any type with sectors, 0x00 included;
+cut by a loop or by the bounds on work (1,024 records a chain, 1,024 partitions a device), entries
+outside the extended partition, a protective MBR whose GPT is not found, a GPT beside an MBR that
+does not protect it (or, its primary header missing, behind a volume's boot sector), hybrid MBR
+entries that are not GPT partitions. MBR entries are read as Linux reads them (any type with sectors, 0x00 included;
 logical partitions numbered from 5 across every extended partition), in the device's logical sector
 size; GPT is looked for in that size and then in the other of 512 and 4096 (an image file of a 4Kn
 disk), from the backup header when the primary is damaged or missing. A disk with no table is one
