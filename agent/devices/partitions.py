@@ -8,11 +8,11 @@ the end of the device (clipped to it when they start inside), damaged headers an
 cut by a loop or by the bounds on work (1,024 records a chain, 1,024 partitions a device), entries
 outside the extended partition, a protective MBR whose GPT is not found, a GPT beside an MBR that
 does not protect it (or, its primary header missing, behind a volume's boot sector), hybrid MBR
-entries that are not GPT partitions. MBR entries are read as Linux reads them (any type with sectors, 0x00 included;
-logical partitions numbered from 5 across every extended partition), in the device's logical sector
-size; GPT is looked for in that size and then in the other of 512 and 4096 (an image file of a 4Kn
-disk), from the backup header when the primary is damaged or missing. A disk with no table is one
-"partition" spanning the whole device (a superfloppy).
+entries that are not GPT partitions. MBR entries are read as Linux reads them (any type with
+sectors, 0x00 included; logical partitions numbered from 5 across every extended partition), in the
+device's logical sector size; GPT is looked for in that size and then in the other of 512 and 4096
+(an image file of a 4Kn disk), from the backup header when the primary is damaged or missing. A disk
+with no table is one "partition" spanning the whole device (a superfloppy).
 
 Example::
 
