@@ -40,7 +40,7 @@ from agent.devices.mount_rules import (
     replay_plan,
 )
 from agent.devices.overlay import Layer, Overlay, available_overlay
-from agent.devices.partitions import Partition, PartitionTable, read_partition_table
+from agent.devices.partitions import Partition, PartitionTable, logical_sector_size, read_partition_table
 from agent.devices.probe import FilesystemProbe
 from agent.devices.recovery import ASK_THE_KERNEL, needs_recovery
 from agent.devices.system import LoopHandle, MountBackend, SystemBackend, set_block_device_read_only, size_of
@@ -233,7 +233,8 @@ class Mounter:
             if block_device:
                 _set_partition_nodes_read_only(source)
             size = size_of(fd)
-            table = read_partition_table(lambda offset, n: _pread(fd, n, offset), size)
+            sector = logical_sector_size(fd)
+            table = read_partition_table(lambda offset, n: _pread(fd, n, offset), size, sector)
             self.mount_root.mkdir(parents=True, exist_ok=True, mode=0o700)
             folder = self.mount_root / f"{_safe_name(source)}-{secrets.token_hex(4)}"
             folder.mkdir(mode=0o700)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from agent.devices.mounter import MountedDevice, Mounter
 
 from .conftest import ImageFactory, leftovers, random_files
-from .images import PartitionSpec, evidence_loop, image_digest, pullable_device
+from .images import PartitionSpec, evidence_loop, image_digest, make_filesystem, pullable_device
 
 pytestmark = [pytest.mark.root]
 
@@ -190,3 +191,44 @@ def test_two_devices_at_once(disk_image: ImageFactory, mounter: Mounter, runtime
             assert mounted_a.folder != mounted_b.folder
         assert a.sectors_written() == b.sectors_written() == 0
     assert leftovers(runtime) == []
+
+
+def test_mbr_disk_with_4096_byte_sectors(tmp_path: Path, mounter: Mounter, runtime: Path) -> None:
+    """A 4Kn disk counts MBR sectors in 4096-byte units: the partition is found where it is."""
+    files = {"DCIM/IMG_0001.JPG": os.urandom(30_000)}
+    image = tmp_path / "fieldtriage-test-4kn.img"
+    with image.open("wb") as f:
+        f.truncate(64 << 20)
+    done = subprocess.run(
+        ["losetup", "--sector-size", "4096", "-f", "--show", image],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    disk = done.stdout.strip()
+    try:
+        subprocess.run(["blockdev", "--setrw", disk], check=True)
+        subprocess.run(
+            ["sfdisk", "-q", disk], input=b"label: dos\n2048,8192,83\n", check=True, capture_output=True
+        )
+        part = tmp_path / "part.img"
+        make_filesystem(PartitionSpec("ext4", files, size=32 << 20), part)
+        subprocess.run(
+            ["dd", f"if={part}", f"of={disk}", "bs=1M", f"seek={2048 * 4096}", "oflag=seek_bytes",
+             "conv=notrunc", "status=none"],
+            check=True,
+        )  # fmt: skip
+        before = image_digest(image)
+        with mounter.mount(disk) as mounted:
+            assert mounted.table.sector_size == 4096 and mounted.problems() == []
+            (mounted_part,) = mounted.partitions
+            assert (mounted_part.partition.start, mounted_part.partition.size) == (2048 * 4096, 8192 * 4096)
+            assert mounted_part.mountpoint is not None
+            assert (mounted_part.mountpoint / "DCIM" / "IMG_0001.JPG").read_bytes() == files[
+                "DCIM/IMG_0001.JPG"
+            ]
+        assert image_digest(image) == before
+    finally:
+        subprocess.run(["blockdev", "--setrw", disk], capture_output=True)
+        subprocess.run(["losetup", "-d", disk], capture_output=True)
+    assert [x for x in leftovers(runtime) if not x.startswith("loop")] == []
