@@ -71,4 +71,13 @@ def _partition_line(part: dict[str, Any]) -> str:
     fs = part["fs_type"] or "no filesystem"
     label = f" '{part['label']}'" if part["label"] else ""
     state = f"mounted read-only ({part['driver']}: {part['options']})" if part["mounted"] else part["problem"]
-    return printable(f"  partition {part['number']}: {fs}{label}, {human_bytes(part['size'])}: {state}")
+    line = f"  partition {part['number']}: {fs}{label}, {human_bytes(part['size'])}: {state}"
+    if part.get("needs_recovery"):
+        replayed = part.get("replayed")
+        view = f"p{part['number']}-replayed"
+        line += f"\n    {part['recovery']}: " + (
+            f"also read replayed onto a copy-on-write layer ({replayed['layer']}), as {view}"
+            if replayed
+            else "the replayed state could not be read (see 'not checked')"
+        )
+    return "\n".join(printable(piece) for piece in line.split("\n"))

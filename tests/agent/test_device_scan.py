@@ -228,7 +228,13 @@ def test_known_file_only_in_the_journal_is_found(
         status, report = run_scan(
             capsys, "--filter", str(filter_path), "--trust", str(public), "--device", evidence.path
         )
+        assert (
+            main(["scan", "--filter", str(filter_path), "--trust", str(public), "--device", evidence.path])
+            == 1
+        )
+        text = capsys.readouterr().out
         assert evidence.sectors_written() == 0
+    assert "also read replayed onto a copy-on-write layer (xmount), as p1-replayed" in text, text
     assert status == 1 and report["verdict"] == "priority_match", report
     scan = report["scan"]
     assert isinstance(scan, dict) and [h["path"] for h in scan["hits"]] == ["p1-replayed/DCIM/new.jpg"]
