@@ -58,18 +58,24 @@ def file_kind(mode: int) -> str:
 
 
 def read_regular_file(
-    path: str | os.PathLike[str], limit: int, error: type[FieldtriageError], what: str
+    path: str | os.PathLike[str],
+    limit: int,
+    error: type[FieldtriageError],
+    what: str,
+    *,
+    follow_symlinks: bool = True,
 ) -> bytes:
     """The bytes of the regular file ``path``, at most ``limit`` of them; ``error(path, reason)``
-    when it cannot be read, is not a regular file or is larger (``what`` names it: "a key file")."""
+    when it cannot be read, is not a regular file or is larger (``what`` names it: "a key file").
+    ``follow_symlinks=False`` refuses a symbolic link as well (a journal's own segment files)."""
     path = Path(path)
     if "\0" in str(path):
         raise error(path, "contains a NUL byte")
     try:
-        before = os.stat(path)
+        before = os.stat(path, follow_symlinks=follow_symlinks)
         if not stat.S_ISREG(before.st_mode):
             raise error(path, f"not a regular file ({file_kind(before.st_mode)})")
-        fd = os.open(path, OPEN_FLAGS)
+        fd = os.open(path, OPEN_FLAGS | (0 if follow_symlinks else os.O_NOFOLLOW))
     except OSError as err:
         raise error(path, f"cannot read: {err.strerror}") from err
     try:

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.journal.copying import fsync_folder
+
 MiB = 1 << 20
 MIN_SIZE = {
     "xfs": 320 * MiB, "btrfs": 128 * MiB, "ntfs": 8 * MiB, "exfat": 8 * MiB, "vfat": 8 * MiB, "ext4": 8 * MiB,
@@ -199,11 +201,7 @@ def _write_fsynced(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(parent)
-    finally:
-        os.close(parent)
+    fsync_folder(path.parent)
 
 
 def _corrupt(kind: str, path: Path) -> None:

@@ -22,6 +22,15 @@ from filters.errors import JournalError
 CHUNK = 1 << 20
 
 
+def fsync_folder(folder: Path) -> None:
+    """Make a folder's entries (a new or renamed file) durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _open_regular(source: Path) -> BinaryIO:
     """``source`` opened for reading without blocking on it (a FIFO on a stick is refused)."""
     fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
@@ -48,11 +57,7 @@ def copy_atomically(source: Path, destination: Path, limit: int | None = None) -
             writer.flush()
             os.fsync(writer.fileno())
         temporary.replace(destination)
-        fd = os.open(destination.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_folder(destination.parent)
     except OSError as err:
         temporary.unlink(missing_ok=True)
         raise JournalError(destination, f"cannot copy {source.name}: {err.strerror}") from err

@@ -23,9 +23,7 @@ Example::
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +49,7 @@ from agent.journal.segment_format import (
     segment_number_of,
 )
 from filters.errors import JournalError
+from filters.safe_files import read_regular_file
 
 MAX_SEGMENT_FILE_BYTES = 1 << 30
 
@@ -84,28 +83,9 @@ def segment_files(folder: Path) -> list[tuple[int, Path]]:
 def read_segment_bytes(path: Path) -> bytes:
     """The bytes of a segment file; JournalError for anything but a regular file (a FIFO would
     block the start) or one larger than any segment."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as err:
-        reason = "not a regular file (a symbolic link)" if err.errno == errno.ELOOP else None
-        raise JournalError(path, reason or f"cannot read: {err.strerror}") from err
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise JournalError(path, "not a regular file")
-        chunks, size = [], 0
-        while size <= MAX_SEGMENT_FILE_BYTES:
-            chunk = os.read(fd, min(1 << 20, MAX_SEGMENT_FILE_BYTES + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as err:
-        raise JournalError(path, f"cannot read: {err.strerror}") from err
-    finally:
-        os.close(fd)
-    if size > MAX_SEGMENT_FILE_BYTES:
-        raise JournalError(path, "larger than any segment this journal writes")
-    return b"".join(chunks)
+    return read_regular_file(
+        path, MAX_SEGMENT_FILE_BYTES, JournalError, "a segment this journal writes", follow_symlinks=False
+    )
 
 
 def read_tail(folder: Path, device_key: Ed25519PublicKey) -> JournalTail:

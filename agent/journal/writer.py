@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from agent.journal.clock import ClockReader
+from agent.journal.copying import fsync_folder
 from agent.journal.keys import load_or_create_device_key, load_x25519_public_key, raw_public
 from agent.journal.records import RESERVED_KEY, normalised
 from agent.journal.sealing import new_segment_key
@@ -317,11 +318,3 @@ def _write_all(fd: int, data: bytes) -> None:
     view, written = memoryview(data), 0
     while written < len(data):
         written += os.write(fd, view[written:])
-
-
-def fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
