@@ -16,24 +16,15 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import TextIO
 
+from agent.scan.device_cli import scan_device_or_image
 from agent.scan.engine import MAX_WORKERS, Scanner
-from agent.scan.names import shown
 from agent.scan.plan import MODES
-from agent.scan.progress import ProgressBar, human_bytes
-from agent.scan.report import ScanReport
+from agent.scan.progress import ProgressBar
+from agent.scan.summary import print_summary
 from filters.container import load_filter
 from filters.errors import UsageError
 from filters.keys import TrustStore
-
-VERDICT_LINES = {
-    "priority_match": "PRIORITY MATCH",
-    "match": "MATCH (other sets only)",
-    "no_match": "NO MATCH (every file read)",
-    "incomplete": "INCOMPLETE: no match in what was read, but not everything was read",
-}
-LISTED = 20  # errors and skipped entries shown by the human summary
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,9 +66,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if sum(given) != 1:
         raise UsageError("scan", "give folders to scan, or one --device, or one --image")
     if args.device is not None or args.image is not None:
-        from agent.scan.device_cli import scan_device_or_image
-
-        return scan_device_or_image(args)
+        return scan_device_or_image(args, lambda: build_scanner(args))
     for path in args.paths:
         if not os.path.lexists(path):
             raise UsageError(path, "no such file or folder to scan")
@@ -105,48 +94,3 @@ def build_scanner(args: argparse.Namespace) -> Scanner:
         stop_at_first_priority=args.stop_at_first_priority,
         cancel=threading.Event(),
     )
-
-
-def print_summary(report: ScanReport, out: TextIO) -> None:
-    c = report.counts
-    print(f"verdict: {VERDICT_LINES[report.verdict]}", file=out)
-    for hit in report.hits:
-        label = "priority" if hit.priority else "other"
-        sets = ", ".join(f"{m.filter_name} set {m.set_index} {m.kind}" for m in hit.matches)
-        note = {True: "", False: " [sample hit NOT confirmed by whole file]", None: " [sample only]"}
-        print(
-            f"  {label:8} {shown(hit.path)} ({', '.join(hit.categories)}; {sets}){note[hit.confirmed]}",
-            file=out,
-        )
-    print(
-        f"files: {c.files_seen:,} found, {c.files_read:,} read, {c.files_empty:,} empty (not looked up), "
-        f"{human_bytes(c.bytes_seen)} found, {human_bytes(c.bytes_read)} read",
-        file=out,
-    )
-    skipped_sets = [
-        f"{f.name} set {s.index} ({s.kind}, {s.role})"
-        for f in report.filters
-        for s in f.sets
-        if s.role != "consulted"
-    ]
-    print(f"mode: {report.mode}; digests: {', '.join(report.first_pass_kinds)}", file=out)
-    if skipped_sets:
-        print(f"  not consulted for every file: {'; '.join(skipped_sets)}", file=out)
-    unchecked = [f"{f.name} set {s.index}" for f in report.filters for s in f.sets if not s.checked]
-    if unchecked:
-        print(
-            f"  not checked at all ({report.mode} mode; no sample set covers their items): "
-            f"{'; '.join(unchecked)}: no match needs --mode auto or full",
-            file=out,
-        )
-    if report.cancelled or report.stopped_at_first_priority or c.files_not_scanned:
-        why = "cancelled" if report.cancelled else "stopped at the first priority match"
-        print(f"scan {why}: {c.files_not_scanned:,} files found but not read", file=out)
-    for title, problems in (("could not read", report.errors), ("skipped", report.skipped)):
-        if problems:
-            print(f"{title}: {len(problems):,}", file=out)
-            for p in problems[:LISTED]:
-                print(f"  {shown(p.path)}: {p.reason}", file=out)
-            if len(problems) > LISTED:
-                print(f"  ... {len(problems) - LISTED:,} more (see --json)", file=out)
-    print(f"time: {report.timings.elapsed_s:.2f} s with {report.timings.workers} workers", file=out)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.scan import Scanner
-from agent.scan.cli import print_summary
+from agent.scan.summary import print_summary
 from filters.digests import SAMPLE_CHUNK, SAMPLE_WHOLE_LIMIT, digest_path
 from filters.importers import DigestEntry
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from agent.scan import Scanner, ScanReport
-from agent.scan.cli import print_summary
 from agent.scan.names import path_from_b64
 from agent.scan.reader import DigestResult, open_regular, read_digests
+from agent.scan.summary import print_summary
 from filters.model import ContrabandFilter
 
 from .conftest import FilterFactory, write_random
