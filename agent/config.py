@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 import tomllib
 import unicodedata
@@ -75,6 +76,11 @@ class DevicesConfig:
 class LightsConfig:
     backend: str = "gpio"
     active_high: bool = True
+    # gpio only: the GPIO chip (None: the board's own, as gpiozero picks it) and, for a board whose
+    # kernel does not say it is a Raspberry Pi (a carrier board, the system test), the Pi revision
+    # code whose header numbering the pins follow
+    gpio_chip: int | None = field(default=None, metadata={"range": (0, 63)})
+    board_revision: str = field(default="", metadata={"allow_empty": True})
 
 
 @dataclass(frozen=True)
@@ -180,6 +186,10 @@ def _text_problem(text: str, limit: int) -> str | None:
     return None
 
 
+def _allows_empty(spec: Field[Any], value: str) -> bool:
+    return value == "" and bool(spec.metadata.get("allow_empty"))
+
+
 def _convert(value: Any, spec: Field[Any], source: str, key: str) -> Any:
     annotation = str(spec.type)
     bounds: tuple[float, float] | None = spec.metadata.get("range")
@@ -219,7 +229,11 @@ def _convert(value: Any, spec: Field[Any], source: str, key: str) -> Any:
     if annotation == "str":
         if not isinstance(value, str):
             raise wrong("text")
-        reason = _text_problem(value, spec.metadata.get("max_length", MAX_TEXT))
+        reason = (
+            None
+            if _allows_empty(spec, value)
+            else _text_problem(value, spec.metadata.get("max_length", MAX_TEXT))
+        )
         if reason:
             raise problem(reason)
         return value
@@ -251,6 +265,11 @@ def parse_config(raw: Mapping[str, Any], source: str, *, check_folders: bool = T
     lights: LightsConfig = _section(raw, source, "lights", LightsConfig)
     if scan.mode not in MODES:
         raise ConfigError(source, f"scan.mode: must be one of {', '.join(MODES)}, not {shown(scan.mode)}")
+    if lights.board_revision and not re.fullmatch(r"[0-9a-fA-F]{4,8}", lights.board_revision):
+        expected = "a Raspberry Pi revision code in hex (c03114)"
+        raise ConfigError(
+            source, f"lights.board_revision: must be {expected}, not {shown(lights.board_revision)}"
+        )
     if lights.backend not in LIGHT_BACKENDS:
         raise ConfigError(
             source, f"lights.backend: must be one of {', '.join(LIGHT_BACKENDS)}, not {shown(lights.backend)}"

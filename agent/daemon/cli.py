@@ -13,6 +13,7 @@ from typing import Any
 from agent.config import AgentConfig, load_config
 from agent.daemon.main import Daemon
 from agent.daemon.notify import SystemdNotifier
+from agent.daemon.provision import provision_kiosk
 from agent.daemon.status import format_status, read_status
 from agent.daemon.sync import SyncSetup
 from agent.devices.mounter import Mounter
@@ -35,8 +36,13 @@ DEFAULT_CONFIG = Path("/etc/fieldtriage/agent.toml")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("agent", help="run the kiosk daemon, or show its status")
-    parser.add_argument("action", nargs="?", choices=("run", "status"), default="run")
+    parser = subparsers.add_parser(
+        "agent",
+        help="run the kiosk daemon, show its status, or provision a new kiosk",
+        description="run: the kiosk daemon (systemd starts it); status: what each bay shows and why; "
+        "provision: create this kiosk's signing key and the enrollment file the station registers it from.",
+    )
+    parser.add_argument("action", nargs="?", choices=("run", "status", "provision"), default="run")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
     parser.add_argument("--json", action="store_true", help="status as JSON")
     parser.add_argument("--verbose", action="store_true", help="log every step")
@@ -44,6 +50,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
+    if args.action == "provision":
+        config = load_config(args.config, check_folders=False)
+        try:
+            enrollment = provision_kiosk(config.paths.device_key)
+        except KeyFileError as err:
+            raise naming_the_key(config, err) from err
+        written = printable(str(config.paths.device_key.with_name("enrollment.json")))
+        line = f"kiosk {enrollment['kiosk_id']}: enrollment file {written}"
+        print(json.dumps(enrollment, indent=2) if args.json else line)
+        return 0
     if args.action == "status":
         config = load_config(args.config, check_folders=False)
         status = read_status(config.paths.runtime / "status.json")
@@ -70,7 +86,7 @@ def lights_for(config: AgentConfig, pin_factory: Any = None) -> dict[str, Lights
 
             pin_factory = MockFactory()
         if backend == "gpio" and pin_factory is None:
-            pin_factory = gpio_pin_factory()
+            pin_factory = gpio_pin_factory(config.lights.gpio_chip, config.lights.board_revision)
         for index, bay in enumerate(config.bays):
             where = f"bays[{index}]: "
             if backend in ("gpio", "mock"):

@@ -47,12 +47,15 @@ def _one_line(err: object) -> str:
     return printable(" ".join(str(err).split()) or type(err).__name__)
 
 
-def gpio_pin_factory() -> Any:
-    """gpiozero's default pin factory (lgpio, rpigpio, pigpio, native, or ``GPIOZERO_PIN_FACTORY``).
+def gpio_pin_factory(chip: int | None = None, board_revision: str = "") -> Any:
+    """gpiozero's default pin factory (lgpio, rpigpio, pigpio, native, or ``GPIOZERO_PIN_FACTORY``);
+    with ``chip`` or ``board_revision``, lgpio on that chip, numbered as that Raspberry Pi's header.
 
     Where none works (a machine without GPIO) gpiozero warns once per factory it tried and raises
     ``BadPinFactory``; here that is one ``LightsUnavailable`` listing every factory tried and why.
     """
+    if chip is not None or board_revision:
+        return _lgpio_factory(chip, board_revision)
     from gpiozero import Device
     from gpiozero.exc import PinFactoryFallback
 
@@ -78,6 +81,28 @@ def gpio_pin_factory() -> Any:
     for warning in caught:  # a factory found after others failed (the slow native one, say)
         log.warning("gpio: %s", _one_line(warning.message))
     return Device.pin_factory
+
+
+def _lgpio_factory(chip: int | None, board_revision: str) -> Any:
+    try:
+        from gpiozero.pins.lgpio import LGPIOFactory
+    except ImportError as err:
+        raise LightsUnavailable("gpio", f"lights.gpio_chip needs the lgpio module: {_one_line(err)}") from err
+
+    class BoardFactory(LGPIOFactory):  # type: ignore[misc]
+        """lgpio on a chosen chip; the header's numbering from ``board_revision`` when given."""
+
+        def _get_revision(self) -> int:
+            if board_revision:
+                return int(board_revision, 16)
+            revision: int = super()._get_revision()
+            return revision
+
+    try:
+        return BoardFactory(chip=chip)
+    except Exception as err:  # lgpio.error (no such chip, no access), PinUnknownPi
+        where = f"/dev/gpiochip{chip}" if chip is not None else "gpio"
+        raise LightsUnavailable(where, f"{where}: {_one_line(err).strip(chr(39))}") from err
 
 
 class LightsBackend(Protocol):

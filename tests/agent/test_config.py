@@ -164,6 +164,16 @@ def test_missing_folders_and_bad_files(tmp_path: Path) -> None:
             "paths.journal: must not contain control characters",
         ),
         ({"bays": [BAY], "pa\x1bths": {}}, "pa\\x1bths: unknown section"),
+        (
+            {"bays": [BAY], "lights": {"gpio_chip": 64}},
+            "lights.gpio_chip: must be a whole number from 0 to 63",
+        ),
+        ({"bays": [BAY], "lights": {"gpio_chip": "0"}}, "lights.gpio_chip: must be a whole number"),
+        (
+            {"bays": [BAY], "lights": {"board_revision": "pi4"}},
+            "lights.board_revision: must be a Raspberry Pi",
+        ),
+        ({"bays": [BAY], "lights": {"board_revision": "c0311\n"}}, "lights.board_revision: must not contain"),
         ({"bays": [BAY], "scan": {"x" * 500: 1}}, "scan." + "x" * 40 + "...: unknown key"),
     ],
 )
@@ -236,3 +246,13 @@ def test_relative_paths_from_a_removed_working_folder(
     folders = {"filters": str(tmp_path / "filters"), "trust": str(tmp_path / "trust")}
     config = parse_config({"bays": [BAY], "paths": {"runtime": "run", **folders}}, "agent.toml")
     assert config.paths.runtime == Path("run")
+
+
+def test_a_gpio_chip_and_board_revision() -> None:
+    config = parse_config(
+        {"bays": [BAY], "lights": {"gpio_chip": 0, "board_revision": "c03114"}},
+        "agent.toml",
+        check_folders=False,
+    )
+    assert (config.lights.gpio_chip, config.lights.board_revision) == (0, "c03114")
+    assert parse_config({"bays": [BAY]}, "agent.toml", check_folders=False).lights.gpio_chip is None

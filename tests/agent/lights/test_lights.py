@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from agent.lights.bay import BayLights, GpioLights, RecordingLights
+from agent.lights.bay import BayLights, GpioLights, LightsUnavailable, RecordingLights, gpio_pin_factory
 from agent.lights.signals import Levels, Signal, levels_at
 
 RED, AMBER, GREEN, BUZZER = 17, 27, 22, 23
@@ -89,3 +90,12 @@ def test_shown_history_and_close() -> None:
     assert bay.shown == ["ready", "scanning", "could_not_check"]
     bay.close()
     assert recorder.history[-1] == Levels()
+
+
+def test_a_gpio_chip_that_does_not_exist_is_one_line() -> None:
+    """lights.gpio_chip: lgpio on that chip; this VM has no GPIO chip at all."""
+    if Path("/dev/gpiochip9").exists():
+        pytest.skip("this machine has a /dev/gpiochip9")
+    with pytest.raises(LightsUnavailable) as raised:
+        gpio_pin_factory(9, "c03114")
+    assert str(raised.value).startswith("/dev/gpiochip9: ") and "\n" not in str(raised.value)
