@@ -2,7 +2,10 @@
 
 Every mount is read-only through a read-only loop device, with ``nosuid,nodev,noexec,noatime``, plus
 the type's own options that stop log replay and repair: ext2/3/4 ``noload`` (plain ``ro`` replays a
-dirty journal), xfs ``norecovery``, btrfs ``rescue=nologreplay``. btrfs is mounted at its top level
+dirty journal), xfs ``norecovery``, btrfs ``rescue=nologreplay``. ext2/3/4 also get
+``errors=remount-ro``: the superblock chooses what an error does unless the mount says, and a device's
+``errors=panic`` would make the kiosk's kernel panic at the first damaged inode it reads, read-only
+mount or not. btrfs is mounted at its top level
 (``subvolid=5``), where every subvolume and snapshot is reachable whatever the default subvolume;
 xfs with ``nouuid``, so that its replayed view can be mounted beside it; ntfs-3g with
 ``streams_interface=windows``, so that named data streams open as ``file:stream``. The kernel driver
@@ -17,7 +20,7 @@ Example::
 
     >>> plan = mount_plan("ext4", kernel_types={"ext4"}, fuse_available=set())
     >>> plan.driver, plan.fstype, plan.options
-    ('kernel', 'ext4', 'ro,nosuid,nodev,noexec,noatime,noload')
+    ('kernel', 'ext4', 'ro,nosuid,nodev,noexec,noatime,noload,errors=remount-ro')
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 COMMON_OPTIONS = "ro,nosuid,nodev,noexec,noatime"
+# ext2/3/4: never what the device's superblock says an error should do (errors=panic panics the kiosk)
+EXT_ERRORS = "errors=remount-ro"
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,9 @@ class FuseRule:
 
 # blkid TYPE -> kernel drivers to try in order, and the FUSE fallback
 KERNEL_RULES: dict[str, tuple[KernelRule, ...]] = {
-    "ext2": (KernelRule("ext4", "noload"), KernelRule("ext2")),
-    "ext3": (KernelRule("ext4", "noload"), KernelRule("ext3", "noload")),
-    "ext4": (KernelRule("ext4", "noload"),),
+    "ext2": (KernelRule("ext4", f"noload,{EXT_ERRORS}"), KernelRule("ext2", EXT_ERRORS)),
+    "ext3": (KernelRule("ext4", f"noload,{EXT_ERRORS}"), KernelRule("ext3", f"noload,{EXT_ERRORS}")),
+    "ext4": (KernelRule("ext4", f"noload,{EXT_ERRORS}"),),
     "xfs": (KernelRule("xfs", "norecovery,nouuid"),),
     "btrfs": (KernelRule("btrfs", "rescue=nologreplay,subvolid=5"),),
     "vfat": (KernelRule("vfat"),),
@@ -70,8 +75,8 @@ FUSE_LEADING_ARGUMENTS: dict[str, tuple[str, ...]] = {"fuseiso": ("-n",)}
 # A replayed view: mounted read-only on a writable copy-on-write device, so the kernel replays the
 # journal or log into the layer (never the evidence) and mounts the result.
 REPLAY_RULES: dict[str, KernelRule] = {
-    "ext3": KernelRule("ext4"),
-    "ext4": KernelRule("ext4"),
+    "ext3": KernelRule("ext4", EXT_ERRORS),
+    "ext4": KernelRule("ext4", EXT_ERRORS),
     "xfs": KernelRule("xfs", "nouuid"),
     "btrfs": KernelRule("btrfs", "subvolid=5"),
 }

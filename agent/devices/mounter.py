@@ -39,10 +39,11 @@ from agent.devices.mount_rules import (
     mount_plans,
     replay_plan,
 )
+from agent.devices.ntfs_names import NAMES_VIEW, names_view_problem
 from agent.devices.overlay import Layer, Overlay, available_overlay
 from agent.devices.partitions import Partition, PartitionTable, logical_sector_size, read_partition_table
 from agent.devices.probe import FilesystemProbe
-from agent.devices.recovery import ASK_THE_KERNEL, needs_recovery
+from agent.devices.recovery import ASK_THE_KERNEL, needs_recovery, replayable
 from agent.devices.system import LoopHandle, MountBackend, SystemBackend, set_block_device_read_only, size_of
 from filters.errors import DeviceError
 
@@ -90,7 +91,8 @@ class PartitionMount:
         return [view for view in views if view is not None]
 
     def add_problem(self, problem: str) -> None:
-        self.problem = f"{self.problem}; {problem}" if self.problem else problem
+        if problem:
+            self.problem = f"{self.problem}; {problem}" if self.problem else problem
 
     def describe(self) -> dict[str, object]:
         return {
@@ -281,6 +283,9 @@ class Mounter:
             error = self._try_plan(plan, result.loop.path, target)
             if error is None:
                 result.mountpoint, result.driver, result.options = target, plan.driver, plan.options
+                if plan.program == NAMES_VIEW.program:  # the streams view hides names with ':'
+                    names = folder / f"p{partition.number}-names"
+                    result.add_problem(names_view_problem(self.backend, fd, partition, names, self._try_plan))
                 break
             failures.append(f"{plan.program or plan.fstype}: {error}")
         else:
@@ -315,6 +320,10 @@ class Mounter:
         def cannot(why: str) -> None:
             result.add_problem(f"journal needs recovery, could not check the replayed state: {why}")
 
+        not_here = replayable(result.recovery or "")
+        if not_here:
+            cannot(not_here)
+            return
         plan = replay_plan(result.probe.fs_type, self.kernel_types)
         overlay = self.overlay if plan.driver == "kernel" else None
         if plan.driver == "none":

@@ -5,8 +5,10 @@ through the journal: a no-replay mount (``noload``, ``norecovery``, ``rescue=nol
 for the evidence but shows an older tree. The mounter asks this module which partitions are in that
 state, records it, and scans a replayed view beside the on-disk one (``agent.devices.overlay``).
 
-* ext3/ext4: the ``needs_recovery`` incompat flag of a journalled filesystem (an external journal
-  cannot be replayed here at all);
+* ext3/ext4: the ``needs_recovery`` incompat flag of a journalled filesystem. An external journal
+  (``s_journal_uuid`` set, no journal inode) lives on another device: the kernel would replay from
+  whatever block device the kiosk has at the number the superblock names (and write there), so it
+  is never replayed here (``replayable`` says so) and such a partition needs recovery, unchecked;
 * btrfs: a log tree (``log_root`` != 0) in the primary superblock;
 * NTFS: the volume's dirty flag (``$Volume``) or a ``$LogFile`` whose restart area is not clean;
 * xfs keeps no such flag: the kernel tells by refusing a recovering mount of a read-only device
@@ -18,6 +20,7 @@ Example::
     >>> sb[1024 + 0x38:1024 + 0x3A] = (0xEF53).to_bytes(2, "little")
     >>> sb[1024 + 0x5C] = 0x04           # has_journal
     >>> sb[1024 + 0x60] = 0x04 | 0x02    # needs_recovery, filetype
+    >>> sb[1024 + 0xE0] = 8              # the journal in inode 8 (0 and a journal UUID: external)
     >>> needs_recovery("ext4", lambda offset, n: bytes(sb[offset:offset + n]))
     'ext4 journal needs recovery (needs_recovery flag set)'
 """
@@ -35,6 +38,15 @@ EXT_MAGIC = 0xEF53
 EXT_COMPAT_HAS_JOURNAL = 0x4
 EXT_INCOMPAT_RECOVER = 0x4
 EXT_INCOMPAT_JOURNAL_DEV = 0x8
+EXT_JOURNAL_UUID = 0xD0
+EXT_JOURNAL_INUM = 0xE0
+EXTERNAL_JOURNAL = "ext4 journal needs recovery, and it is on another device (an external journal)"
+JOURNAL_DEVICE = "ext journal is on another device: cannot be checked or replayed"
+# reasons whose journal cannot be replayed onto a copy-on-write layer of this partition alone
+NOT_REPLAYABLE = {
+    EXTERNAL_JOURNAL: "its journal is on another device, which the kiosk does not have",
+    JOURNAL_DEVICE: "its journal is on another device, which the kiosk does not have",
+}
 
 BTRFS_SUPERBLOCK = 0x10000
 BTRFS_MAGIC = b"_BHRfS_M"
@@ -63,21 +75,28 @@ def needs_recovery(fs_type: str, read_at: ReadAt) -> str | None:
     return None
 
 
+def replayable(reason: str) -> str:
+    """'' when the journal that ``reason`` describes can be replayed onto a layer over this
+    partition; else why not."""
+    return NOT_REPLAYABLE.get(reason, "")
+
+
 def _u(data: bytes, offset: int, size: int) -> int:
     return int.from_bytes(data[offset : offset + size], "little")
 
 
 def _ext(read_at: ReadAt) -> str:
     sb = read_at(EXT_SUPERBLOCK, 1024)
-    if len(sb) < 0x64 or _u(sb, 0x38, 2) != EXT_MAGIC:
+    if len(sb) < EXT_JOURNAL_INUM + 4 or _u(sb, 0x38, 2) != EXT_MAGIC:
         return "ext superblock unreadable: cannot tell whether its journal needs recovery"
     compat, incompat = _u(sb, 0x5C, 4), _u(sb, 0x60, 4)
     if not compat & EXT_COMPAT_HAS_JOURNAL:
         return ""
     if incompat & EXT_INCOMPAT_JOURNAL_DEV:
-        return "ext journal is on another device: cannot be checked or replayed"
+        return JOURNAL_DEVICE
     if incompat & EXT_INCOMPAT_RECOVER:
-        return "ext4 journal needs recovery (needs_recovery flag set)"
+        external = any(sb[EXT_JOURNAL_UUID : EXT_JOURNAL_UUID + 16]) or not _u(sb, EXT_JOURNAL_INUM, 4)
+        return EXTERNAL_JOURNAL if external else "ext4 journal needs recovery (needs_recovery flag set)"
     return ""
 
 
