@@ -246,32 +246,38 @@ class Mounter:
         mounted = MountedDevice(source, size, table, [], folder, block_device, self.backend, fd)
         try:
             for partition in table.partitions:
-                mounted.partitions.append(self._mount_partition(fd, partition, folder))
+                part = PartitionMount(partition)
+                mounted.partitions.append(part)  # first: whatever it gets is undone by close()
+                try:
+                    self._mount_partition(fd, part, folder)
+                except Exception as err:  # a bug or a device not foreseen: never green, no traceback
+                    part.add_problem(f"internal error while mounting: {type(err).__name__}: {err}")
         except BaseException:
             mounted.close()
             raise
         return mounted
 
-    def _mount_partition(self, fd: int, partition: Partition, folder: Path) -> PartitionMount:
-        result = PartitionMount(partition)
+    def _mount_partition(self, fd: int, result: PartitionMount, folder: Path) -> None:
+        partition = result.partition
         try:
             result.loop = self.backend.attach_loop(fd, partition.start, partition.size)
         except DeviceError as err:
             result.problem = f"cannot map read-only: {err.reason}"
-            return result
+            return
         result.probe = self.backend.probe(result.loop.path)
         if result.probe.error:
             result.problem = result.probe.error
-            return result
+            return
         fs_type = result.probe.fs_type
         plans = mount_plans(fs_type, self.kernel_types, self.fuse_programs)
         if plans[0].driver == "none":
             result.problem = plans[0].reason
-            return result
+            return
 
         def read_at(offset: int, length: int) -> bytes:
-            length = max(0, min(length, partition.size - offset))
-            return _pread(fd, length, partition.start + offset)
+            if not 0 <= offset < partition.size:  # a hostile field can point anywhere (2**70...)
+                return b""
+            return _pread(fd, max(0, min(length, partition.size - offset)), partition.start + offset)
 
         target = folder / f"p{partition.number}"
         target.mkdir(mode=0o700, exist_ok=True)
@@ -293,7 +299,6 @@ class Mounter:
             result.problem = f"could not mount {fs_type} read-only ({'; '.join(failures)})"
         if result.recovery:
             self._mount_replayed(result, folder)
-        return result
 
     def _kernel_recovery_check(self, fs_type: str, device_path: str, target: Path) -> str:
         """Let the kernel say whether the log needs recovery: a recovering mount of the read-only
@@ -338,15 +343,19 @@ class Mounter:
         except (OSError, DeviceError) as err:
             cannot(err.reason if isinstance(err, DeviceError) else (err.strerror or str(err)))
             return
+        result.replayed = view = ReplayedView(None, plan.options, layer)  # close() takes it down
         target = folder / f"p{number}-replayed"
         target.mkdir(mode=0o700, exist_ok=True)
         error = self._try_plan(plan, layer.path, target)
         if error is not None:
             target.rmdir()
             cannot(f"{plan.fstype} on a {layer.method} layer: {error}")
-            layer.close()
+            result.replayed = None
+            problems = layer.close()
+            if problems:
+                result.add_problem(f"replay layer not taken down: {'; '.join(problems)}")
             return
-        result.replayed = ReplayedView(target, plan.options, layer)
+        view.mountpoint = target
 
     def _try_plan(self, plan: MountPlan, device_path: str, target: Path) -> str | None:
         try:
@@ -356,7 +365,12 @@ class Mounter:
                 self.backend.mount_fuse(plan.program, device_path, target, plan.options)
         except OSError as err:
             return err.strerror or str(err)
-        options = self.backend.mount_options(target)
+        try:
+            options = self.backend.mount_options(target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self.backend.unmount(target)
+            raise
         if options is None or "ro" not in options:
             with contextlib.suppress(OSError):
                 self.backend.unmount(target)

@@ -149,3 +149,35 @@ def test_ntfs_names_holding_a_colon_are_never_passed_over(tmp_path: Path, runtim
         assert evidence.sectors_written() == 0
     assert image_digest(image) == before
     assert [x for x in leftovers(runtime) if not x.startswith("loop")] == []
+
+
+def test_an_ntfs_logfile_run_far_past_any_device_is_a_reason_not_a_traceback(
+    tmp_path: Path, runtime: Path
+) -> None:
+    """$LogFile's first run at cluster 2**55 - 1: its byte offset (2**67) does not fit an off_t
+    (OverflowError from pread, a traceback from scan --image and a loop device the daemon kept)."""
+    if missing_tools(["ntfs"]):
+        pytest.skip("needs ntfs-3g and mkntfs")
+    image = tmp_path / "fieldtriage-test-ntfs-logfile.img"
+    with image.open("wb") as f:
+        f.truncate(16 << 20)
+    run("mkntfs", "-q", "-F", "-Q", image)
+    data = bytearray(image.read_bytes()[: 1 << 20])
+    cluster = int.from_bytes(data[0x0B:0x0D], "little") * data[0x0D]
+    raw = data[0x40]
+    size = cluster * raw if raw < 0x80 else 1 << (256 - raw)
+    logfile = int.from_bytes(data[0x30:0x38], "little") * cluster + 2 * size  # MFT record 2
+    position = logfile + int.from_bytes(data[logfile + 0x14 : logfile + 0x16], "little")
+    while int.from_bytes(data[position : position + 4], "little") != 0x80:  # its $DATA
+        position += int.from_bytes(data[position + 4 : position + 8], "little")
+    pairs = position + int.from_bytes(data[position + 0x20 : position + 0x22], "little")
+    with image.open("r+b") as f:  # one run: no length bytes, a 7-byte cluster offset
+        f.seek(pairs)
+        f.write(bytes([0x70]) + (2**55 - 1).to_bytes(7, "little"))
+    with evidence_loop(image) as evidence, Mounter(runtime, overlay=None).mount(evidence.path) as mounted:
+        (part,) = mounted.partitions
+        assert part.probe.fs_type == "ntfs"
+        assert part.recovery and "$LogFile" in part.recovery, part.describe()
+        assert not mounted.complete
+        assert evidence.sectors_written() == 0
+    assert [x for x in leftovers(runtime) if not x.startswith("loop")] == []

@@ -101,3 +101,23 @@ def test_no_driver_is_a_reason_not_a_crash(tmp_path: Path) -> None:
     with mounter.mount(image(tmp_path)) as mounted:
         assert mounted.problems() == ["partition 0: no read-only driver for hfsplus on this kiosk"]
         assert backend.calls == []
+
+
+def test_an_unforeseen_error_in_one_partition_is_its_problem_and_is_undone(tmp_path: Path) -> None:
+    """What a bug (or a device nobody foresaw) raises while a partition is mounted neither escapes
+    as a traceback nor leaves the partition's loop device and mounts behind."""
+
+    class Failing(FakeBackend):
+        def mount_options(self, target: Path) -> list[str] | None:
+            if target in self.mounted:
+                raise RuntimeError("options unreadable")
+            return None
+
+    backend = Failing("ext4")
+    mounter = Mounter(tmp_path / "run", backend, kernel_types={"ext4"}, fuse_programs=set())
+    with mounter.mount(image(tmp_path)) as mounted:
+        assert mounted.problems() == [
+            "partition 0: internal error while mounting: RuntimeError: options unreadable"
+        ]
+    assert backend.mounted == set() and backend.loops and all(loop.closed for loop in backend.loops)
+    assert list((tmp_path / "run" / "mounts").iterdir()) == []
