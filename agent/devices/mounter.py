@@ -43,7 +43,7 @@ from agent.devices.ntfs_names import NAMES_VIEW, names_view_problem
 from agent.devices.overlay import Layer, Overlay, available_overlay
 from agent.devices.partitions import Partition, PartitionTable, logical_sector_size, read_partition_table
 from agent.devices.probe import FilesystemProbe
-from agent.devices.recovery import ASK_THE_KERNEL, needs_recovery, replayable
+from agent.devices.recovery import ASK_THE_KERNEL, needs_recovery, why_not_replayable
 from agent.devices.system import LoopHandle, MountBackend, SystemBackend, set_block_device_read_only, size_of
 from filters.errors import DeviceError
 
@@ -325,7 +325,7 @@ class Mounter:
         def cannot(why: str) -> None:
             result.add_problem(f"journal needs recovery, could not check the replayed state: {why}")
 
-        not_here = replayable(result.recovery or "")
+        not_here = why_not_replayable(result.recovery or "")
         if not_here:
             cannot(not_here)
             return

@@ -8,9 +8,12 @@ state, records it, and scans a replayed view beside the on-disk one (``agent.dev
 * ext3/ext4: the ``needs_recovery`` incompat flag of a journalled filesystem. An external journal
   (``s_journal_uuid`` set, no journal inode) lives on another device: the kernel would replay from
   whatever block device the kiosk has at the number the superblock names (and write there), so it
-  is never replayed here (``replayable`` says so) and such a partition needs recovery, unchecked;
+  is never replayed here (``why_not_replayable`` says so) and such a partition needs recovery, unchecked;
 * btrfs: a log tree (``log_root`` != 0) in the primary superblock;
 * NTFS: the volume's dirty flag (``$Volume``) or a ``$LogFile`` whose restart area is not clean;
+* HFS+: a journaled volume not cleanly unmounted (a Mac's stick pulled without ejecting) whose
+  journal header has transactions (start != end); the kernel never replays an HFS+ journal, so
+  such a partition is "journal needs recovery" (it used to be read as if complete);
 * xfs keeps no such flag: the kernel tells by refusing a recovering mount of a read-only device
   (``agent.devices.mounter``), which is why ``needs_recovery`` answers ``None`` ("ask the kernel").
 
@@ -62,6 +65,16 @@ NTFS_NO_CLIENT = 0xFFFF
 NTFS_MAX_RECORD = 64 << 10
 NTFS_FIXUP_STRIDE = 512
 
+HFS_VOLUME_HEADER = 1024
+HFS_SIGNATURES = (b"H+", b"HX")
+HFS_UNMOUNTED = 1 << 8
+HFS_JOURNALED = 1 << 13
+HFS_JOURNAL_IN_FS = 1
+HFS_JOURNAL_ON_OTHER_DEVICE = 2
+HFS_JOURNAL_MAGIC = 0x4A4E4C78  # "JNLx"
+HFS_JOURNAL_ENDIAN = 0x12345678
+HFS_UNCLEAN = "HFS+ volume not cleanly unmounted"
+
 
 def needs_recovery(fs_type: str, read_at: ReadAt) -> str | None:
     """Why ``fs_type`` at ``read_at`` needs recovery; '' when it does not; None when only the kernel
@@ -72,10 +85,12 @@ def needs_recovery(fs_type: str, read_at: ReadAt) -> str | None:
         return _btrfs(read_at)
     if fs_type == "ntfs":
         return _ntfs(read_at)
+    if fs_type == "hfsplus":
+        return _hfsplus(read_at)
     return None
 
 
-def replayable(reason: str) -> str:
+def why_not_replayable(reason: str) -> str:
     """'' when the journal that ``reason`` describes can be replayed onto a layer over this
     partition; else why not."""
     return NOT_REPLAYABLE.get(reason, "")
@@ -212,3 +227,29 @@ def _logfile_state(read_at: ReadAt, logfile: tuple[bool, bytes] | None, cluster:
     if in_use != NTFS_NO_CLIENT and not flags & NTFS_RESTART_VOLUME_IS_CLEAN:
         return "$LogFile not clean: transactions to replay"
     return ""
+
+
+def _hfsplus(read_at: ReadAt) -> str:
+    """A journaled HFS+ volume left mounted: is its journal empty (start == end)? (TN1150)"""
+    header = read_at(HFS_VOLUME_HEADER, 512)
+    if len(header) < 0x2C or header[:2] not in HFS_SIGNATURES:
+        return "HFS+ volume header unreadable: cannot tell whether its journal needs recovery"
+    attributes = int.from_bytes(header[4:8], "big")
+    if not attributes & HFS_JOURNALED or attributes & HFS_UNMOUNTED:
+        return ""
+    block_size = int.from_bytes(header[0x28:0x2C], "big")
+    info = read_at(int.from_bytes(header[0x0C:0x10], "big") * block_size, 52)
+    flags = int.from_bytes(info[0:4], "big") if len(info) == 52 else 0
+    if flags & HFS_JOURNAL_ON_OTHER_DEVICE:
+        return f"{HFS_UNCLEAN}: its journal is on another device"
+    if not flags & HFS_JOURNAL_IN_FS:
+        return f"{HFS_UNCLEAN}: its journal info block is unreadable"
+    journal = read_at(int.from_bytes(info[0x24:0x2C], "big"), 24)
+    for order in ("big", "little"):  # the journal header is in the writing machine's byte order
+        if len(journal) == 24 and (
+            int.from_bytes(journal[0:4], order),
+            int.from_bytes(journal[4:8], order),
+        ) == (HFS_JOURNAL_MAGIC, HFS_JOURNAL_ENDIAN):
+            start, end = int.from_bytes(journal[8:16], order), int.from_bytes(journal[16:24], order)
+            return "" if start == end else f"{HFS_UNCLEAN}: its journal holds transactions to replay"
+    return f"{HFS_UNCLEAN}: its journal header is damaged"
