@@ -5,12 +5,14 @@ the type's own options that stop log replay and repair: ext2/3/4 ``noload`` (pla
 dirty journal), xfs ``norecovery``, btrfs ``rescue=nologreplay``. ext2/3/4 also get
 ``errors=remount-ro``: the superblock chooses what an error does unless the mount says, and a device's
 ``errors=panic`` would make the kiosk's kernel panic at the first damaged inode it reads, read-only
-mount or not. btrfs is mounted at its top level
-(``subvolid=5``), where every subvolume and snapshot is reachable whatever the default subvolume;
-xfs with ``nouuid``, so that its replayed view can be mounted beside it; ntfs-3g with
-``streams_interface=windows``, so that named data streams open as ``file:stream``. The kernel driver
-is used when the running kernel has one, else a FUSE driver, read-only. Types that must not or cannot
-be mounted say why, and that reason goes into the device's record.
+mount or not. btrfs is mounted at its top level (``subvolid=5``), where every subvolume and snapshot
+is reachable whatever the default subvolume; xfs with ``nouuid``, so that its replayed view can be
+mounted beside it; ntfs-3g with ``streams_interface=windows``, so that named data streams open as
+``file:stream``. The kernel driver is used when the running kernel has one, else a FUSE driver,
+read-only. Types that must not or cannot
+be mounted say why, and that reason goes into the device's record. NTFS is the exception: ntfs-3g
+comes first, because the kernel's ntfs3 shows no named data streams (a partition mounted with ntfs3
+has that as its problem, never complete).
 
 A filesystem whose journal or log needs recovery is also mounted a second time, replayed onto a
 copy-on-write layer (``agent.devices.overlay``), with the options of ``REPLAY_RULES``: the same
@@ -32,12 +34,18 @@ from pathlib import Path
 COMMON_OPTIONS = "ro,nosuid,nodev,noexec,noatime"
 # ext2/3/4: never what the device's superblock says an error should do (errors=panic panics the kiosk)
 EXT_ERRORS = "errors=remount-ro"
+NTFS3_UNREAD = "named data streams not read (the ntfs3 driver shows none; ntfs-3g is not installed)"
+# types whose FUSE driver shows more than the kernel's: the FUSE driver first
+FUSE_FIRST = {"ntfs"}
 
 
 @dataclass(frozen=True)
 class KernelRule:
+    """``unread``: what the driver does not show (a partition mounted so is never complete)."""
+
     fstype: str
     extra: str = ""
+    unread: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ KERNEL_RULES: dict[str, tuple[KernelRule, ...]] = {
     "btrfs": (KernelRule("btrfs", "rescue=nologreplay,subvolid=5"),),
     "vfat": (KernelRule("vfat"),),
     "exfat": (KernelRule("exfat"),),
-    "ntfs": (KernelRule("ntfs3"),),
+    "ntfs": (KernelRule("ntfs3", unread=NTFS3_UNREAD),),
     "iso9660": (KernelRule("iso9660"),),
     "udf": (KernelRule("udf"),),
     "hfsplus": (KernelRule("hfsplus"),),
@@ -100,6 +108,7 @@ class MountPlan:
     program: str = ""
     options: str = ""
     reason: str = ""
+    unread: str = ""  # a mount this way is not complete: why
 
 
 def kernel_filesystems(proc: Path = Path("/proc/filesystems")) -> set[str]:
@@ -126,13 +135,14 @@ def mount_plans(fs_type: str, kernel_types: set[str], fuse_available: set[str]) 
     if fs_type in NOT_MOUNTED:
         return [MountPlan("none", reason=NOT_MOUNTED[fs_type])]
     plans = [
-        MountPlan("kernel", fstype=rule.fstype, options=_options(rule.extra))
+        MountPlan("kernel", fstype=rule.fstype, options=_options(rule.extra), unread=rule.unread)
         for rule in KERNEL_RULES.get(fs_type, ())
         if rule.fstype in kernel_types
     ]
     fuse = FUSE_RULES.get(fs_type)
     if fuse and fuse.program in fuse_available:
-        plans.append(MountPlan("fuse", fstype=fs_type, program=fuse.program, options=_options(fuse.extra)))
+        plan = MountPlan("fuse", fstype=fs_type, program=fuse.program, options=_options(fuse.extra))
+        plans.insert(0 if fs_type in FUSE_FIRST else len(plans), plan)
     if not plans:
         plans.append(MountPlan("none", reason=f"no read-only driver for {fs_type} on this kiosk"))
     return plans

@@ -289,6 +289,7 @@ class Mounter:
             error = self._try_plan(plan, result.loop.path, target)
             if error is None:
                 result.mountpoint, result.driver, result.options = target, plan.driver, plan.options
+                result.add_problem(plan.unread)
                 if plan.program == NAMES_VIEW.program:  # the streams view hides names with ':'
                     names = folder / f"p{partition.number}-names"
                     result.add_problem(names_view_problem(self.backend, fd, partition, names, self._try_plan))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+from agent.devices.mount_rules import NTFS3_UNREAD
 from agent.devices.mounter import Mounter
 from agent.devices.probe import FilesystemProbe
 
@@ -121,3 +122,20 @@ def test_an_unforeseen_error_in_one_partition_is_its_problem_and_is_undone(tmp_p
         ]
     assert backend.mounted == set() and backend.loops and all(loop.closed for loop in backend.loops)
     assert list((tmp_path / "run" / "mounts").iterdir()) == []
+
+
+def test_ntfs_is_mounted_with_ntfs3_only_without_ntfs3g_and_then_is_never_complete(tmp_path: Path) -> None:
+    """ntfs3 shows no named data streams: ntfs-3g comes first, and a partition ntfs3 mounts says
+    what it did not read."""
+    backend = FakeBackend("ntfs")
+    mounter = Mounter(tmp_path / "run", backend, kernel_types={"ntfs3"}, fuse_programs={"ntfs-3g"})
+    with mounter.mount(image(tmp_path)) as mounted:
+        (part,) = mounted.partitions
+        assert part.driver == "fuse" and backend.calls[0].startswith("fuse ntfs-3g ")
+    backend = FakeBackend("ntfs")
+    mounter = Mounter(tmp_path / "run", backend, kernel_types={"ntfs3"}, fuse_programs=set())
+    with mounter.mount(image(tmp_path)) as mounted:
+        (part,) = mounted.partitions
+        assert part.mounted and part.driver == "kernel"
+        (problem,) = mounted.problems()  # besides: its zeroed boot sector cannot say if it is dirty
+        assert problem.startswith(f"partition 0: {NTFS3_UNREAD}; ")
