@@ -181,3 +181,63 @@ def test_an_ntfs_logfile_run_far_past_any_device_is_a_reason_not_a_traceback(
         assert not mounted.complete
         assert evidence.sectors_written() == 0
     assert [x for x in leftovers(runtime) if not x.startswith("loop")] == []
+
+
+def fat_with_a_folder_loop(path: Path) -> None:
+    """A/B1 and A/B2 both point at A's own cluster: every level doubles the tree (2**depth
+    folders). A kernel driver gives B1 and A/B1/B1 one inode (its directory entry's position);
+    fusefat numbers every path anew, so the walk never meets a folder twice."""
+    run("mkfs.vfat", "-F", "16", "-n", "EVIDENCE", path)
+    for folder in ("::/A", "::/A/B1", "::/A/B2"):
+        run("mmd", "-i", path, folder)
+    data = bytearray(path.read_bytes())
+
+    def u(offset: int, size: int) -> int:
+        return int.from_bytes(data[offset : offset + size], "little")
+
+    sector, per_cluster, reserved, fats = u(11, 2), data[13], u(14, 2), data[16]
+    root = (reserved + fats * u(22, 2)) * sector
+    first_data = root + u(17, 2) * 32
+    a_entry = next(root + 32 * i for i in range(u(17, 2)) if data[root + 32 * i : root + 32 * i + 2] == b"A ")
+    a_cluster = u(a_entry + 26, 2)
+    a_folder = first_data + (a_cluster - 2) * per_cluster * sector
+    for i in range(per_cluster * sector // 32):
+        entry = a_folder + 32 * i
+        if data[entry : entry + 2] in (b"B1", b"B2"):
+            data[entry + 26 : entry + 28] = a_cluster.to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="not fixed: FUSE drivers that number inodes per path (fusefat, fuseiso, likely exfat-fuse) "
+    "defeat the walker's folder-loop check; a cross-linked folder makes the walk endless",
+)
+def test_a_fat_folder_loop_read_through_fusefat_ends(tmp_path: Path, runtime: Path) -> None:
+    if missing_tools(["vfat"]) or shutil.which("fusefat") is None:
+        pytest.skip("needs mtools, dosfstools and fusefat")
+    import threading
+
+    from agent.device_scan import scan_device
+    from agent.scan import Scanner
+    from filters.builder import FilterBuilder
+    from filters.importers import DigestEntry
+
+    image = tmp_path / "fieldtriage-test-fat-loop.img"
+    with image.open("wb") as f:
+        f.truncate(32 << 20)
+    fat_with_a_folder_loop(image)
+    builder = FilterBuilder(name="loop")
+    builder.add(DigestEntry("blake3", bytes(32), "known", "priority"))
+    cancel = threading.Event()
+    timer = threading.Timer(15.0, cancel.set)
+    timer.start()
+    try:
+        mounter = Mounter(runtime, kernel_types=set(), overlay=None)  # the FUSE driver, as here
+        with evidence_loop(image) as evidence:
+            result = scan_device(evidence.path, mounter, Scanner([builder.build_unsigned()], cancel=cancel))
+    finally:
+        timer.cancel()
+    assert result.report is not None and not result.report.cancelled, "the walk did not end by itself"
+    assert result.verdict != "no_match"
