@@ -38,12 +38,16 @@ def scan_device_or_image(args: argparse.Namespace, make_scanner: Callable[[], Sc
         raise UsageError(source, "not a regular file (use --device for a block device)")
     scanner = make_scanner()
     runtime = Path(tempfile.mkdtemp(prefix="fieldtriage-scan-"))
-    previous = signal.signal(signal.SIGINT, lambda *_: scanner.cancel.set())
+    # Ctrl-C and a SIGTERM (timeout, systemd, a lab script) stop the scan, which then unmounts and
+    # detaches as usual: dying at once would leave mounts, loop devices and FUSE drivers behind
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {stop: signal.signal(stop, lambda *_: scanner.cancel.set()) for stop in stops}
     try:
         bar = ProgressBar(sys.stderr) if ProgressBar.wanted(sys.stderr) else None
         result = scan_device(source, Mounter(runtime), scanner, on_event=bar)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
         for folder in (runtime / "mounts", runtime / "overlays", runtime):
             with contextlib.suppress(OSError):
                 folder.rmdir()

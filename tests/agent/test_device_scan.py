@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ import pytest
 from agent.cli import main
 from agent.demo.images import PartitionSpec, make_disk_image, missing_tools
 from agent.device_scan import scan_device
+from agent.devices.mount_rules import kernel_filesystems
 from agent.devices.mounter import Mounter
 from agent.devices.overlay import xmount_available
 from agent.scan import Scanner
@@ -27,7 +30,7 @@ from filters.keys import TrustStore, generate_key_pair, load_private_key
 
 from .conftest import TEST_MATCH
 from .devices.conftest import leftovers
-from .devices.images import evidence_loop, image_digest
+from .devices.images import evidence_loop, fat_with_a_folder_loop, image_digest
 
 pytestmark = [pytest.mark.root]
 REPO = Path(__file__).resolve().parents[2]
@@ -284,3 +287,30 @@ def test_ntfs_named_streams_are_read(
     ]  # fmt: skip
     assert scan["errors"] == [] and scan["counts"]["files_seen"] == 5
     assert image_digest(image) == before
+
+
+def test_sigterm_stops_a_scan_that_never_ends_and_leaves_nothing_behind(
+    lab: tuple[Path, Path, bytes], tmp_path: Path
+) -> None:
+    """A walk that never ends (a FAT folder loop through fusefat): SIGTERM (timeout, systemd, a
+    script) cancels it like Ctrl-C, and the mounts, loop devices and FUSE driver are taken down;
+    it used to kill the process and leave all three."""
+    if missing_tools(["vfat"]) or shutil.which("fusefat") is None or "vfat" in kernel_filesystems():
+        pytest.skip("needs mtools, dosfstools and fusefat, and no vfat kernel driver (its walk ends)")
+    filter_path, public, _ = lab
+    image = tmp_path / "fieldtriage-test-sigterm.img"
+    fat_with_a_folder_loop(image)
+    scan = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "scan", "--filter", str(filter_path), "--trust", str(public),
+         "--image", str(image), "--json"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(4)
+    scan.send_signal(signal.SIGTERM)
+    out, err = scan.communicate(timeout=60)
+    assert scan.returncode == 3, err
+    report = json.loads(out)
+    assert report["verdict"] == "incomplete" and report["scan"]["cancelled"] is True
+    assert "fieldtriage-test-sigterm" not in Path("/proc/self/mountinfo").read_text()
+    loops = subprocess.run(["losetup", "-l", "-n", "-O", "BACK-FILE"], capture_output=True, text=True).stdout
+    assert str(image) not in loops

@@ -19,8 +19,8 @@ import blake3
 from agent.demo.images import MIN_SIZE, PartitionSpec, make_disk_image, make_filesystem, missing_tools, run
 
 __all__ = [
-    "MIN_SIZE", "EvidenceLoop", "PartitionSpec", "PullableDevice", "evidence_loop", "image_digest",
-    "make_disk_image", "make_filesystem", "missing_tools", "pullable_device",
+    "MIN_SIZE", "EvidenceLoop", "PartitionSpec", "PullableDevice", "evidence_loop", "fat_with_a_folder_loop",
+    "image_digest", "make_disk_image", "make_filesystem", "missing_tools", "pullable_device",
 ]  # fmt: skip
 
 
@@ -103,3 +103,30 @@ def pullable_device(image: Path) -> Iterator[PullableDevice]:
         subprocess.run(["umount", "-l", container], capture_output=True, check=False)
         container.rmdir()
         container_image.unlink()
+
+
+def fat_with_a_folder_loop(path: Path) -> None:
+    """A/B1 and A/B2 both point at A's own cluster: every level doubles the tree (2**depth
+    folders). A kernel driver gives B1 and A/B1/B1 one inode (its directory entry's position);
+    fusefat numbers every path anew, so the walk never meets a folder twice."""
+    with path.open("wb") as f:
+        f.truncate(32 << 20)
+    run("mkfs.vfat", "-F", "16", "-n", "EVIDENCE", path)
+    for folder in ("::/A", "::/A/B1", "::/A/B2"):
+        run("mmd", "-i", path, folder)
+    data = bytearray(path.read_bytes())
+
+    def u(offset: int, size: int) -> int:
+        return int.from_bytes(data[offset : offset + size], "little")
+
+    sector, per_cluster, reserved, fats = u(11, 2), data[13], u(14, 2), data[16]
+    root = (reserved + fats * u(22, 2)) * sector
+    first_data = root + u(17, 2) * 32
+    a_entry = next(root + 32 * i for i in range(u(17, 2)) if data[root + 32 * i : root + 32 * i + 2] == b"A ")
+    a_cluster = u(a_entry + 26, 2)
+    a_folder = first_data + (a_cluster - 2) * per_cluster * sector
+    for i in range(per_cluster * sector // 32):
+        entry = a_folder + 32 * i
+        if data[entry : entry + 2] in (b"B1", b"B2"):
+            data[entry + 26 : entry + 28] = a_cluster.to_bytes(2, "little")
+    path.write_bytes(bytes(data))

@@ -19,7 +19,7 @@ from agent.devices.overlay import XmountOverlay, xmount_available
 from agent.devices.recovery import EXTERNAL_JOURNAL
 
 from .conftest import ImageFactory, leftovers
-from .images import PartitionSpec, evidence_loop, image_digest, missing_tools
+from .images import PartitionSpec, evidence_loop, fat_with_a_folder_loop, image_digest, missing_tools
 
 pytestmark = [pytest.mark.root]
 
@@ -183,31 +183,6 @@ def test_an_ntfs_logfile_run_far_past_any_device_is_a_reason_not_a_traceback(
     assert [x for x in leftovers(runtime) if not x.startswith("loop")] == []
 
 
-def fat_with_a_folder_loop(path: Path) -> None:
-    """A/B1 and A/B2 both point at A's own cluster: every level doubles the tree (2**depth
-    folders). A kernel driver gives B1 and A/B1/B1 one inode (its directory entry's position);
-    fusefat numbers every path anew, so the walk never meets a folder twice."""
-    run("mkfs.vfat", "-F", "16", "-n", "EVIDENCE", path)
-    for folder in ("::/A", "::/A/B1", "::/A/B2"):
-        run("mmd", "-i", path, folder)
-    data = bytearray(path.read_bytes())
-
-    def u(offset: int, size: int) -> int:
-        return int.from_bytes(data[offset : offset + size], "little")
-
-    sector, per_cluster, reserved, fats = u(11, 2), data[13], u(14, 2), data[16]
-    root = (reserved + fats * u(22, 2)) * sector
-    first_data = root + u(17, 2) * 32
-    a_entry = next(root + 32 * i for i in range(u(17, 2)) if data[root + 32 * i : root + 32 * i + 2] == b"A ")
-    a_cluster = u(a_entry + 26, 2)
-    a_folder = first_data + (a_cluster - 2) * per_cluster * sector
-    for i in range(per_cluster * sector // 32):
-        entry = a_folder + 32 * i
-        if data[entry : entry + 2] in (b"B1", b"B2"):
-            data[entry + 26 : entry + 28] = a_cluster.to_bytes(2, "little")
-    path.write_bytes(bytes(data))
-
-
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
@@ -225,8 +200,6 @@ def test_a_fat_folder_loop_read_through_fusefat_ends(tmp_path: Path, runtime: Pa
     from filters.importers import DigestEntry
 
     image = tmp_path / "fieldtriage-test-fat-loop.img"
-    with image.open("wb") as f:
-        f.truncate(32 << 20)
     fat_with_a_folder_loop(image)
     builder = FilterBuilder(name="loop")
     builder.add(DigestEntry("blake3", bytes(32), "known", "priority"))
