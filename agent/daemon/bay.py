@@ -31,6 +31,7 @@ from agent.daemon.sync import SyncSetup, find_sync_partition, run_sync
 from agent.device_scan import DeviceScanResult, scan_mounted
 from agent.devices.identity import DeviceIdentity
 from agent.devices.mounter import MountedDevice, Mounter
+from agent.journal.records import fitted_scan_record
 from agent.lights.bay import BayLights
 from agent.lights.signals import Signal
 from agent.scan.engine import Scanner
@@ -282,7 +283,7 @@ class BayWorker(threading.Thread):
             record["device_problems"] = device["device_problems"]
             record["cleanup_problems"] = device["cleanup_problems"]
             record["scan"] = device["scan"]
-        return self._append(record)
+        return self._append(fitted_scan_record(record))
 
     def _append(self, record: dict[str, Any]) -> bool:
         """True once ``record`` is on disk; else the error is kept in ``journal_error`` and logged."""

@@ -19,10 +19,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import cbor2
+
+from agent.journal.segment_format import MAX_SEALED_BYTES, TAG_BYTES
 from filters.errors import JournalError
 
 MAX_DEPTH = 16
 RESERVED_KEY = "time"
+# what a record's own fields may take: the journal adds its time fields and the AEAD tag
+RECORD_BYTES = MAX_SEALED_BYTES - TAG_BYTES - (4 << 10)
+CUT_LISTS = ("skipped", "errors")  # never "hits": a find is always listed
 
 
 def normalised(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -82,3 +88,33 @@ def lights_record(shown: str, scan_id: str | None = None) -> dict[str, Any]:
 def filters_record(filters: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The filters the kiosk carries now (at start, and after every change): id, name, expiry..."""
     return {"type": "filters", "filters": [dict(f) for f in filters]}
+
+
+def fitted_scan_record(record: dict[str, Any], limit: int = RECORD_BYTES) -> dict[str, Any]:
+    """``record`` (a ``scan`` record) as it fits in one journal record. A device can list more
+    entries than fit (60,000 symbolic links make 12 MiB): then the scan report's ``skipped`` and,
+    if need be, ``errors`` lists are cut from the end (sorted by path; their counts by code stay
+    in ``counts``), and ``skipped_not_listed`` / ``errors_not_listed`` say how many were left out.
+    Hits are never cut: a record that is too large with its hits alone stays too large.
+
+    >>> record = {"type": "scan", "scan": {"skipped": [{"path": "x" * 100}] * 100, "errors": []}}
+    >>> fitted = fitted_scan_record(record, limit=5000)
+    >>> len(fitted["scan"]["skipped"]), fitted["scan"]["skipped_not_listed"], len(cbor2.dumps(fitted)) <= 5000
+    (45, 55, True)
+    """
+    excess = len(cbor2.dumps(record)) - limit
+    scan = record.get("scan")
+    if excess <= 0 or not isinstance(scan, dict):
+        return record
+    scan = dict(scan)
+    for key in CUT_LISTS:
+        items = scan.get(key)
+        if excess <= 0 or not isinstance(items, list) or not items:
+            continue
+        kept = len(items)
+        while kept and excess > 0:
+            kept -= 1
+            excess -= len(cbor2.dumps(items[kept]))
+        scan[key], scan[f"{key}_not_listed"] = items[:kept], len(items) - kept
+        excess += 16  # the new count and the shorter list header
+    return {**record, "scan": scan}
