@@ -54,7 +54,10 @@ def leftovers(runtime: Path) -> list[str]:
     )
     for line in listing.stdout.splitlines():
         fields = line.split(None, 2)
-        if len(fields) == 3 and (fields[2].startswith("/dev/loop") or fields[1] != "0"):
+        # backed by another loop device, by a test image at an offset, or by a file in the runtime
+        # folder (a copy-on-write layer's top loop device, over xmount's image)
+        backed = fields[2] if len(fields) == 3 else ""
+        if backed.startswith(("/dev/loop", str(runtime))) or (backed and fields[1] != "0"):
             found.append(f"loop {line.strip()}")
     mount_root = runtime / "mounts"
     if mount_root.exists():

@@ -36,7 +36,11 @@ def pulled_spec(kind: str, **kw: object) -> PartitionSpec:
 def left_over(runtime: Path, evidence: str) -> list[str]:
     """What the agent left: mounts and folders in its runtime folder, loop devices over this test's
     evidence (other tests may run beside this one and have loop devices of their own)."""
-    return [x for x in leftovers(runtime) if not x.startswith("loop") or x.endswith(f" {evidence}")]
+    return [
+        x
+        for x in leftovers(runtime)
+        if not x.startswith("loop") or x.endswith(f" {evidence}") or str(runtime) in x
+    ]
 
 
 def files_under(root: Path) -> dict[str, bytes]:
