@@ -29,11 +29,12 @@ from agent.journal.copying import fsync_folder
 
 MiB = 1 << 20
 MIN_SIZE = {
-    "xfs": 320 * MiB, "btrfs": 128 * MiB, "ntfs": 8 * MiB, "exfat": 8 * MiB, "vfat": 8 * MiB, "ext4": 8 * MiB,
+    "xfs": 320 * MiB, "btrfs": 128 * MiB, "f2fs": 64 * MiB,
+    "ntfs": 8 * MiB, "exfat": 8 * MiB, "vfat": 8 * MiB, "ext4": 8 * MiB,
 }  # fmt: skip
 MBR_TYPES = {
-    "vfat": "c", "ntfs": "7", "exfat": "7", "ext4": "83", "xfs": "83", "btrfs": "83", "iso9660": "83",
-    "luks": "83", "raw": "83",
+    "vfat": "c", "ntfs": "7", "exfat": "7", "ext4": "83", "xfs": "83", "btrfs": "83", "f2fs": "83",
+    "iso9660": "83", "luks": "83", "raw": "83",
 }  # fmt: skip
 GPT_TYPES = {
     "vfat": "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
@@ -42,6 +43,7 @@ GPT_TYPES = {
     "ext4": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
     "xfs": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
     "btrfs": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+    "f2fs": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
     "iso9660": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
     "luks": "CA7D7CCB-63ED-4C53-861C-1742536059CC",
     "raw": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
@@ -53,6 +55,7 @@ TOOLS = {
     "ext4": ["mkfs.ext4"],
     "xfs": ["mkfs.xfs", "xfs_io"],
     "btrfs": ["mkfs.btrfs", "btrfs"],
+    "f2fs": ["mkfs.f2fs", "sload.f2fs"],
     "iso9660": ["genisoimage"],
     "luks": ["cryptsetup"],
     "raw": [],
@@ -126,6 +129,9 @@ def _populate(spec: PartitionSpec, path: Path, staging: Path) -> None:
     elif kind == "btrfs":
         run("mkfs.btrfs", "-q", "-f", "-L", "evidence", path)
         _copy_through_mount(path, "btrfs", staging, spec)
+    elif kind == "f2fs":  # populated without a mount (this VM's kernel has no f2fs)
+        run("mkfs.f2fs", "-q", "-l", "evidence", path)
+        run("sload.f2fs", "-f", staging, path)
     elif kind == "iso9660":
         run("genisoimage", "-quiet", "-R", "-J", "-V", "EVIDENCE", "-o", path, staging)
     elif kind == "exfat":

@@ -88,6 +88,10 @@ def _lgpio_factory(chip: int | None, board_revision: str) -> Any:
         from gpiozero.pins.lgpio import LGPIOFactory
     except ImportError as err:
         raise LightsUnavailable("gpio", f"lights.gpio_chip needs the lgpio module: {_one_line(err)}") from err
+    except OSError as err:  # lgpio makes FIFOs in the working folder (or LG_WD) as it is imported
+        raise LightsUnavailable(
+            "gpio", f"lgpio cannot start: {_one_line(err)} (set LG_WD to a writable folder)"
+        ) from err
 
     class BoardFactory(LGPIOFactory):  # type: ignore[misc]
         """lgpio on a chosen chip; the header's numbering from ``board_revision`` when given."""
