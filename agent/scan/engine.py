@@ -263,6 +263,8 @@ class _Run:
 
     def tick(self, finished: threading.Event) -> None:
         while not finished.wait(PROGRESS_INTERVAL):
+            if self.scanner.cancel.is_set():
+                self.stop.set()  # a read in progress watches ``stop``: a huge file ends at once too
             self.emit(self.progress())
 
     def progress(self) -> ScanProgress:

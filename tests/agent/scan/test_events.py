@@ -11,6 +11,8 @@ from pathlib import Path
 
 from agent.scan import ScanEvent, ScanFinished, ScanHit, Scanner, ScanProgress, ScanStarted
 from agent.scan.reader import DigestResult, open_regular, read_digests
+from filters.builder import FilterBuilder
+from filters.importers import DigestEntry
 
 from .conftest import FilterFactory, write_random
 
@@ -83,3 +85,26 @@ def test_reports_are_identical_for_1_and_8_workers(tmp_path: Path, filters: Filt
     assert documents[0] == documents[2] and documents[1] == documents[3]
     assert documents[0]["verdict"] == "priority_match" and len(documents[0]["hits"]) == 6
     assert len(documents[0]["errors"]) == 40 and len(documents[0]["skipped"]) == 2
+
+
+def test_cancel_ends_the_read_of_a_huge_file_at_once(tmp_path: Path) -> None:
+    """One worker (the default for a rotational disk) reads in the walking thread, which then
+    never looks at the scan's cancel flag: a cancel (Ctrl-C, SIGTERM, a device pulled, the agent
+    stopping) used to wait for the end of the file, here 64 GiB of holes (hours on a sparse file
+    claiming exabytes)."""
+    root = tmp_path / "device"
+    root.mkdir()
+    with (root / "movie.mp4").open("wb") as f:
+        f.truncate(64 << 30)  # sparse: no block on the disk
+    builder = FilterBuilder(name="md5 list")
+    builder.add(DigestEntry("md5", bytes(16), "known", "priority"))  # not covered: every file read whole
+    cancel = threading.Event()
+    timer = threading.Timer(0.5, cancel.set)
+    started = time.monotonic()
+    timer.start()
+    try:
+        report = Scanner([builder.build_unsigned()], workers=1, cancel=cancel).scan([os.fsencode(root)])
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 5
+    assert report.cancelled and report.verdict == "incomplete" and report.counts.files_not_scanned == 1
