@@ -36,7 +36,8 @@ from agent.lights.bay import BayLights
 from agent.lights.signals import Signal
 from agent.scan.engine import Scanner
 from agent.scan.events import ScanEvent, ScanHit, ScanProgress
-from filters.errors import FieldtriageError
+from agent.scan.names import shown
+from filters.errors import FieldtriageError, printable
 from filters.model import ContrabandFilter
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,7 @@ class BayWorker(threading.Thread):
             verdict = "incomplete"
         bay.finished = now_iso()
         bay.progress = 1.0 if verdict != "incomplete" else bay.progress
+        self._log_outcome(verdict)
         signal = VERDICT_SIGNALS[verdict]
         if self._journal(verdict, signal, time.monotonic() - started):
             bay.phase = "done" if not self.unplugged else "removed early"
@@ -164,6 +166,23 @@ class BayWorker(threading.Thread):
             bay.lights.show(UNRECORDED_SIGNALS.get(verdict, Signal.FAULT))
         bay.verdict = verdict
         self.on_change()
+
+    def _log_outcome(self, verdict: str) -> None:
+        """One line per scan for the engineer (journalctl -u fieldtriage-agent), and why a device
+        could not be checked completely."""
+        result = self.result
+        report = result.report if result is not None else None
+        counts = f", {report.counts.files_read} files read" if report is not None else ", nothing scanned"
+        early = ", removed early" if self.unplugged else ", cancelled" if self.cancel.is_set() else ""
+        log.info("bay %s: %s: %s%s%s", self.bay.name, self.identity.label(), verdict, counts, early)
+        problems = [*result.device_problems, *result.cleanup_problems] if result is not None else []
+        errors = report.errors[:5] if report is not None else []
+        for problem in problems:
+            log.warning("bay %s: not checked: %s", self.bay.name, printable(problem))
+        for error in errors:
+            log.warning("bay %s: could not read %s: %s", self.bay.name, shown(error.path), error.reason)
+        for part in result.partitions if result is not None else []:
+            log.debug("bay %s: partition %s", self.bay.name, part)
 
     def _mount_and_scan(self) -> str | None:
         scanner = None

@@ -2,7 +2,8 @@
 
 Every mount is read-only through a read-only loop device, with ``nosuid,nodev,noexec,noatime``, plus
 the type's own options that stop log replay and repair: ext2/3/4 ``noload`` (plain ``ro`` replays a
-dirty journal), xfs ``norecovery``, btrfs ``rescue=nologreplay``. ext2/3/4 also get
+dirty journal), xfs ``norecovery``, btrfs ``rescue=nologreplay``, f2fs ``norecovery`` (no
+roll-forward of fsync'd data). ext2/3/4 also get
 ``errors=remount-ro``: the superblock chooses what an error does unless the mount says, and a device's
 ``errors=panic`` would make the kiosk's kernel panic at the first damaged inode it reads, read-only
 mount or not. btrfs is mounted at its top level (``subvolid=5``), where every subvolume and snapshot
@@ -61,6 +62,7 @@ KERNEL_RULES: dict[str, tuple[KernelRule, ...]] = {
     "ext4": (KernelRule("ext4", f"noload,{EXT_ERRORS}"),),
     "xfs": (KernelRule("xfs", "norecovery,nouuid"),),
     "btrfs": (KernelRule("btrfs", "rescue=nologreplay,subvolid=5"),),
+    "f2fs": (KernelRule("f2fs", "norecovery"),),
     "vfat": (KernelRule("vfat"),),
     "exfat": (KernelRule("exfat"),),
     "ntfs": (KernelRule("ntfs3", unread=NTFS3_UNREAD),),
@@ -87,6 +89,7 @@ REPLAY_RULES: dict[str, KernelRule] = {
     "ext4": KernelRule("ext4", EXT_ERRORS),
     "xfs": KernelRule("xfs", "nouuid"),
     "btrfs": KernelRule("btrfs", "subvolid=5"),
+    "f2fs": KernelRule("f2fs"),
 }
 NOT_MOUNTED: dict[str, str] = {
     "crypto_LUKS": "encrypted volume (LUKS): cannot be read without its key",

@@ -296,7 +296,11 @@ class Mounter:
                 break
             failures.append(f"{plan.program or plan.fstype}: {error}")
         else:
-            target.rmdir()
+            if _has_mounts(folder) and os.path.ismount(target):
+                failures.append(f"{target} still mounted")
+            else:
+                with contextlib.suppress(OSError):
+                    target.rmdir()
             result.problem = f"could not mount {fs_type} read-only ({'; '.join(failures)})"
         if result.recovery:
             self._mount_replayed(result, folder)

@@ -14,8 +14,9 @@ state, records it, and scans a replayed view beside the on-disk one (``agent.dev
 * HFS+: a journaled volume not cleanly unmounted (a Mac's stick pulled without ejecting) whose
   journal header has transactions (start != end); the kernel never replays an HFS+ journal, so
   such a partition is "journal needs recovery" (it used to be read as if complete);
-* xfs keeps no such flag: the kernel tells by refusing a recovering mount of a read-only device
-  (``agent.devices.mounter``), which is why ``needs_recovery`` answers ``None`` ("ask the kernel").
+* xfs keeps no such flag, and f2fs keeps it in whichever of two checkpoints is current: the kernel
+  tells by refusing a recovering mount of a read-only device (``agent.devices.mounter``), which is
+  why ``needs_recovery`` answers ``None`` ("ask the kernel") for them.
 
 Example::
 
@@ -34,7 +35,7 @@ from collections.abc import Callable
 
 ReadAt = Callable[[int, int], bytes]
 
-ASK_THE_KERNEL = ("xfs",)
+ASK_THE_KERNEL = ("xfs", "f2fs")
 
 EXT_SUPERBLOCK = 1024
 EXT_MAGIC = 0xEF53

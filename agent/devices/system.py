@@ -7,6 +7,7 @@ does it for real (ioctl, mount(2), FUSE programs); tests of the mounter's policy
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -120,10 +121,13 @@ class SystemBackend:
                 check=False,
             )
         except subprocess.TimeoutExpired as err:
+            self._take_down(target)
             raise OSError(errno.ETIMEDOUT, f"{program} did not finish mounting") from err
         if done.returncode != 0 or self.mount_options(target) is None:
-            message = (done.stderr or done.stdout).strip().splitlines()
-            raise OSError(errno.EIO, f"{program}: {message[-1] if message else f'exit {done.returncode}'}")
+            self._take_down(target)  # a driver that failed after mounting leaves its mount behind
+            lines = [line.strip() for line in (done.stderr + "\n" + done.stdout).splitlines() if line.strip()]
+            message = "; ".join(lines[-3:]) if lines else f"exit {done.returncode}"
+            raise OSError(errno.EIO, f"{program}: {message[:300]}")
         # FUSE drivers pass on only some generic options (fuse-exfat drops noexec): set every one of
         # them on the mount itself with a bind remount, which touches no superblock.
         flags, _ = split_options(options)
@@ -132,6 +136,11 @@ class SystemBackend:
             code = ctypes.get_errno()
             self.unmount(target)
             raise OSError(code, f"cannot restrict the FUSE mount: {os.strerror(code)}")
+
+    def _take_down(self, target: Path) -> None:
+        if self.mount_options(target) is not None:
+            with contextlib.suppress(OSError):
+                self.unmount(target)
 
     def unmount(self, target: Path) -> None:
         path = os.fsencode(str(target))

@@ -192,7 +192,7 @@ class Guest:
             self.process.wait()
         self._forget()
 
-    def shutdown(self, timeout: float = 60) -> None:
+    def shutdown(self, timeout: float = 30) -> None:
         if self.process is None:
             return
         try:
@@ -256,9 +256,10 @@ class Guest:
             return f"(no journal: {err})"
 
     def status(self) -> dict[str, Any]:
-        done = self.sh("/opt/fieldtriage/.venv/bin/fieldtriage agent status --json")
+        """The agent's status file (what ``fieldtriage agent status`` shows)."""
+        done = self.sh("cat /run/fieldtriage/status.json")
         if done.status != 0:
-            raise GuestError(f"agent status: {done.err.strip()}")
+            raise GuestError(f"no status file: {done.err.strip()}")
         status: dict[str, Any] = json.loads(done.out)
         return status
 
