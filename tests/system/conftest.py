@@ -35,8 +35,13 @@ BUILD = Path(os.environ.get("FIELDTRIAGE_BUILD", REPO / "build"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing = [tool for tool in ("qemu-system-x86_64", "mmdebstrap") if shutil.which(tool) is None]
+    reason = "the system test builds and boots an image: needs root" if os.geteuid() != 0 else ""
+    reason = reason or (f"needs {', '.join(missing)} (make system-test installs them)" if missing else "")
     for item in items:
         item.add_marker(pytest.mark.system)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def accelerator(image: Path) -> str:
