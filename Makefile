@@ -28,11 +28,12 @@ demo: venv deps udevd
 test: venv lint typecheck unit
 
 lint: venv
-	$(VENV)/bin/ruff check $(PACKAGES) tests bench
-	$(VENV)/bin/ruff format --check $(PACKAGES) tests bench
+	$(VENV)/bin/ruff check $(PACKAGES) tests bench image-build
+	$(VENV)/bin/ruff format --check $(PACKAGES) tests bench image-build
 
 typecheck: venv
 	$(VENV)/bin/mypy $(PACKAGES)
+	$(VENV)/bin/mypy image-build/build.py
 
 unit: venv deps udevd
 	$(VENV)/bin/pytest -q --doctest-modules --ignore=tests/system $(PACKAGES) tests

@@ -46,7 +46,7 @@ PYTHON_DEPENDENCIES = tuple(tomllib.loads((REPO / "pyproject.toml").read_text())
 # xmount (the copy-on-write layer journals are replayed onto), dmsetup (dm-snapshot, where present).
 COMMON_PACKAGES = (
     "systemd-sysv", "udev", "kmod", "python3", "python3-venv", "util-linux", "mount", "e2fsprogs",
-    "fuse3", "ntfs-3g", "exfat-fuse", "fusefat", "fuseiso", "xmount", "dmsetup", "systemd-timesyncd",
+    "fuse3", "ntfs-3g", "exfat-fuse", "fuseiso", "xmount", "dmsetup", "systemd-timesyncd",
     "ca-certificates",
 )  # fmt: skip
 
@@ -63,7 +63,15 @@ class Target:
 
 
 TARGETS = {
-    "amd64": Target("amd64", "linux-image-amd64", ("qemu-guest-agent", "gpiod"), 1400, 256, test_instruments=True),
+    # fusefat: Debian builds it for amd64, not arm64 (whose kernels have vfat anyway)
+    "amd64": Target(
+        "amd64",
+        "linux-image-amd64",
+        ("fusefat", "qemu-guest-agent", "gpiod"),
+        1400,
+        256,
+        test_instruments=True,
+    ),
     "arm64": Target("arm64", "linux-image-arm64", ("raspi-firmware", "firmware-brcm80211"), 1400, 1024, 256),
 }
 
@@ -121,8 +129,9 @@ def debootstrap(target: Target, tree: Path) -> None:
     hooks = []
     if target.arch == "arm64":  # raspi-firmware: no cma= (can leave a Pi 4 unbootable), root by label
         hooks.append(
-            "--essential-hook=mkdir -p \"$1/etc/default\" && "
-            "printf 'ROOTPART=LABEL=FTROOT\\nCMA=0\\nCONSOLES=\"ttyS1,115200 tty0\"\\n' > \"$1/etc/default/raspi-firmware\""
+            '--essential-hook=mkdir -p "$1/etc/default" && '
+            "printf 'ROOTPART=LABEL=FTROOT\\nCMA=0\\nCONSOLES=\"ttyS1,115200 tty0\"\\n' "
+            '> "$1/etc/default/raspi-firmware"'
         )
     run(
         "mmdebstrap", "--variant=apt", f"--architectures={target.arch}", f"--components={components}",
@@ -153,13 +162,20 @@ def install_python_environment(target: Target, tree: Path, cache: Path) -> None:
     shutil.copytree(wheels, inside, dirs_exist_ok=True)
     chroot(tree, "python3", "-m", "venv", "/opt/fieldtriage/.venv")
     chroot(
-        tree, "/opt/fieldtriage/.venv/bin/pip", "install", "--quiet", "--no-index", "--find-links", "/tmp/wheels",
+        tree, VENV_PIP, "install", "--quiet", "--no-index", "--find-links", "/tmp/wheels",
         *PYTHON_DEPENDENCIES,
     )  # fmt: skip
     shutil.rmtree(inside)
 
 
-CHROOT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C.UTF-8", "PIP_CONFIG_FILE": "/dev/null"}
+VENV_PIP = "/opt/fieldtriage/.venv/bin/pip"
+DPKG_FORMAT = "${Package}\t${Version}\t${Architecture}\n"
+CHROOT_ENV = {
+    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "LC_ALL": "C.UTF-8",
+    "PIP_CONFIG_FILE": "/dev/null",
+}
 
 
 def chroot(tree: Path, *argv: str) -> None:
@@ -222,7 +238,9 @@ def install_gpio_sim(tree: Path, cache: Path) -> None:
         # generic_handle_irq_safe() calls
         irq_sim = build / "irq_sim.c"
         irq_sim.write_text(
-            irq_sim.read_text().replace("handle_simple_irq(irq_to_desc(irqnum));", "generic_handle_irq_safe(irqnum);")
+            irq_sim.read_text().replace(
+                "handle_simple_irq(irq_to_desc(irqnum));", "generic_handle_irq_safe(irqnum);"
+            )
         )
         headers = root / "usr" / "src" / f"linux-headers-{version}"
         # the flavour's Makefile includes the common headers' by an absolute path: point it here
@@ -266,7 +284,7 @@ def install_fieldtriage(tree: Path, wheels: Path) -> None:
         for wheel in Path(scratch).glob("*.whl"):
             shutil.copy(wheel, inside)
         chroot(
-            tree, "/opt/fieldtriage/.venv/bin/pip", "install", "--quiet", "--no-index", "--find-links", "/tmp/wheels",
+            tree, VENV_PIP, "install", "--quiet", "--no-index", "--find-links", "/tmp/wheels",
             "--force-reinstall", "--no-deps", "fieldtriage",
         )  # fmt: skip
         shutil.rmtree(inside)
@@ -283,13 +301,21 @@ def overlay(tree: Path, target: Target, station: Path) -> None:
         shutil.copytree(HERE / "rootfs-test", tree, dirs_exist_ok=True, symlinks=True)
     systemd = REPO / "systemd"
     shutil.copy(systemd / "fieldtriage-agent.service", tree / "etc/systemd/system/fieldtriage-agent.service")
-    shutil.copy(systemd / "60-fieldtriage-readonly.rules", tree / "etc/udev/rules.d/60-fieldtriage-readonly.rules")
+    shutil.copy(
+        systemd / "60-fieldtriage-readonly.rules", tree / "etc/udev/rules.d/60-fieldtriage-readonly.rules"
+    )
     shutil.copy(systemd / "fieldtriage.conf", tree / "etc/tmpfiles.d/fieldtriage.conf")
     wants = tree / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
-    for unit in ("fieldtriage-agent.service", "fieldtriage-provision.service", *(
-        ("fieldtriage-test-gpio-sim.service", "fieldtriage-test-lights.service") if target.test_instruments else ()
-    )):
+    for unit in (
+        "fieldtriage-agent.service",
+        "fieldtriage-provision.service",
+        *(
+            ("fieldtriage-test-gpio-sim.service", "fieldtriage-test-lights.service")
+            if target.test_instruments
+            else ()
+        ),
+    ):
         link = wants / unit
         link.unlink(missing_ok=True)
         link.symlink_to(f"/etc/systemd/system/{unit}")
@@ -302,7 +328,7 @@ def overlay(tree: Path, target: Target, station: Path) -> None:
 
 def manifest(tree: Path, out: Path, target: Target) -> None:
     packages = subprocess.run(
-        ["dpkg-query", f"--admindir={tree}/var/lib/dpkg", "-W", "-f", "${Package}\t${Version}\t${Architecture}\n"],
+        ["dpkg-query", f"--admindir={tree}/var/lib/dpkg", "-W", "-f", DPKG_FORMAT],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     python = subprocess.run(
@@ -310,7 +336,8 @@ def manifest(tree: Path, out: Path, target: Target) -> None:
         capture_output=True, text=True, check=False, env={**CHROOT_ENV, "PATH": os.environ.get("PATH", "")},
     ).stdout  # fmt: skip
     (out / "manifest.txt").write_text(
-        f"# fieldtriage image, {target.arch}, Debian {SUITE}\n# Debian packages\n{packages}# Python (/opt/fieldtriage/.venv)\n{python}"
+        f"# fieldtriage image, {target.arch}, Debian {SUITE}\n# Debian packages\n{packages}"
+        f"# Python (/opt/fieldtriage/.venv)\n{python}"
     )
 
 
@@ -321,10 +348,24 @@ def make_disk(target: Target, tree: Path, out: Path) -> Path:
     if target.firmware_mib:
         firmware = out / "firmware.vfat"
         firmware.unlink(missing_ok=True)
-        run("mkfs.vfat", "-n", "RASPIFIRM", "-C", firmware, str(target.firmware_mib * 1024), stdout=subprocess.DEVNULL)
+        run(
+            "mkfs.vfat",
+            "-n",
+            "RASPIFIRM",
+            "-C",
+            firmware,
+            str(target.firmware_mib * 1024),
+            stdout=subprocess.DEVNULL,
+        )
         for item in sorted((tree / "boot" / "firmware").rglob("*")):
             relative = item.relative_to(tree / "boot" / "firmware").as_posix()
-            run("mmd" if item.is_dir() else "mcopy", "-i", firmware, *([] if item.is_dir() else [item]), f"::/{relative}")
+            run(
+                "mmd" if item.is_dir() else "mcopy",
+                "-i",
+                firmware,
+                *([] if item.is_dir() else [item]),
+                f"::/{relative}",
+            )
         parts.append(("c", firmware, target.firmware_mib))
     root = out / "root.ext4"
     root.unlink(missing_ok=True)
@@ -348,13 +389,18 @@ def make_disk(target: Target, tree: Path, out: Path) -> Path:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--arch", choices=sorted(TARGETS), default="amd64")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the disk image, kernel and manifest")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for the disk image, kernel and manifest"
+    )
     parser.add_argument("--cache", type=Path, default=REPO / "build" / "cache", help="stage cache")
     parser.add_argument(
         "--station", type=Path, required=True,
-        help="the unit's station folder (fieldtriage station init): its journal.pub and signing.pub go in the image",
+        help="the unit's station folder (fieldtriage station init): its journal.pub and signing.pub go in "
+        "the image",
     )  # fmt: skip
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -363,7 +409,8 @@ def main() -> int:
     target = TARGETS[args.arch]
     missing = [name for name in ("journal.pub", "signing.pub") if not (args.station / name).is_file()]
     if missing:
-        print(f"image-build: {args.station}: no {', '.join(missing)} (make it with: fieldtriage station init)",
+        hint = "make it with: fieldtriage station init"
+        print(f"image-build: {args.station}: no {', '.join(missing)} ({hint})",
               file=sys.stderr)  # fmt: skip
         return 2
     started = time.monotonic()

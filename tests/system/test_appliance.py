@@ -44,9 +44,8 @@ def steady_after(guest: Guest, bay: str, since: float, hold: float = 2.5) -> tup
 
 
 def blinked_amber_after(guest: Guest, bay: str, since: float) -> bool:
-    return any(state == (0, 1, 0) for t, state in guest.bay_lights(bay) if t >= since) and any(
-        state == (0, 0, 0) for t, state in guest.bay_lights(bay) if t >= since
-    )
+    """The scanning signal (amber) was shown after ``since``, before anything else steady."""
+    return any(state[1] == 1 for t, state in guest.bay_lights(bay) if t >= since)
 
 
 def scan_verdict(
@@ -73,8 +72,10 @@ def test_a_known_device_lights_red_and_writes_nothing(kiosk: Guest, lab: Lab, tm
         "DCIM/Camera/IMG_0002.JPG": os.urandom(40_000),
     }
     image = make_disk_image(tmp_path / "known.img", "dos", [PartitionSpec("vfat", files)])
+    since = uptime(kiosk)
     stick, state = scan_verdict(kiosk, image)
     assert state == VERDICT_LIGHTS["priority_match"], kiosk.journal_tail()
+    assert blinked_amber_after(kiosk, "front", since), kiosk.bay_lights("front")  # scanning, then red
     assert kiosk.writes(stick) == 0
     kiosk.unplug(stick)
 
