@@ -138,6 +138,8 @@ def debootstrap(target: Target, tree: Path) -> None:
         f"--include={','.join((target.kernel, *COMMON_PACKAGES, *target.packages))}",
         "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
         "--dpkgopt=path-exclude=/usr/share/locale/*", "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        # our /etc/default/raspi-firmware (written before the package) is kept, never asked about
+        "--dpkgopt=force-confdef", "--dpkgopt=force-confold",
         *hooks, SUITE, tree,
     )  # fmt: skip
 

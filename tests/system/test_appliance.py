@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.demo.images import PartitionSpec, make_disk_image
-from tests.agent.devices.images import image_digest
+from tests.agent.devices.images import fat_with_a_folder_loop, image_digest
 
 from .conftest import Lab
 from .guest import Guest, Plugged
@@ -148,3 +148,14 @@ def test_a_stick_pulled_mid_scan_is_never_green(kiosk: Guest, tmp_path: Path) ->
     mounts = kiosk.in_agent_namespace("findmnt -rn -o TARGET").out
     assert "/run/fieldtriage/mounts/" not in mounts, mounts
     assert "/dev/sd" not in kiosk.sh("losetup -l -n -O BACK-FILE").out
+
+
+def test_a_fat_folder_loop_ends_with_the_kernel_driver(kiosk: Guest, tmp_path: Path) -> None:
+    """Folders cross-linked to their parent: through fusefat the walk never ends (the xfail in
+    tests/agent/devices/test_hostile_filesystems.py); the image's kernel vfat gives one inode per
+    directory entry, so the walk meets each folder again, skips it, and ends with a verdict."""
+    image = tmp_path / "fat-loop.img"
+    fat_with_a_folder_loop(image)
+    stick, state = scan_verdict(kiosk, image)
+    assert state in (VERDICT_LIGHTS["no_match"], VERDICT_LIGHTS["could_not_check"]), kiosk.bay("front")
+    assert kiosk.writes(stick) == 0
