@@ -136,6 +136,57 @@ def digest_path(path: str | os.PathLike[str], kinds: Iterable[str]) -> dict[str,
         os.close(fd)
 
 
+def digest_by_reads(
+    size: int, kinds: Iterable[str], read_at: Callable[[int, int], bytes], chunk: int = READ_BLOCK
+) -> tuple[dict[str, bytes], int]:
+    """Digests of a file of ``size`` bytes that is read through ``read_at(offset, length)`` (a
+    phone's partial reads): with only ``sample``, its three 4 KiB samples (or all of it up to 12
+    KiB); with a whole-file kind, the whole file once, the samples cut from the stream. Returns the
+    digests and the bytes read. The last read runs from the last sample to one byte past the
+    reported size (at most 8 KiB), so that a file shorter or longer than it says is caught without
+    another call; ``FileChangedError`` when the bytes do not match ``size``."""
+    wanted = normalise_kinds(kinds)
+    whole = [k for k in wanted if k != SAMPLE_KIND]
+    if not whole:
+        if SAMPLE_KIND not in wanted:
+            return {}, 0
+        offsets = sample_offsets(size)
+        ranges = [(o, SAMPLE_CHUNK) for o in offsets] or [(0, size)]
+        parts = [read_at(offset, length) for offset, length in ranges[:-1]]
+        last_offset, last_length = ranges[-1]
+        tail = read_at(last_offset, size - last_offset + 1)  # to the reported end, and one byte past
+        if any(len(part) != SAMPLE_CHUNK for part in parts) or len(tail) < size - last_offset:
+            raise FileChangedError(f"shorter than its reported size ({size} bytes)")
+        if len(tail) > size - last_offset:
+            raise FileChangedError(f"longer than its reported size ({size} bytes)")
+        parts.append(tail[:last_length])
+        return {SAMPLE_KIND: sample_digest_from_parts(size, parts)}, sum(map(len, parts[:-1])) + len(tail)
+    hashers = [HASHER_FACTORIES[k]() for k in whole]
+    sample = _SampleCollector(size) if SAMPLE_KIND in wanted else None
+    done = 0
+    while done <= size:
+        length = min(chunk, size - done) + (1 if size - done <= chunk else 0)
+        data = read_at(done, length)
+        if not data:
+            break
+        if done + len(data) > size:
+            raise FileChangedError(f"longer than its reported size ({size} bytes)")
+        view = memoryview(data)
+        for hasher in hashers:
+            hasher.update(view)
+        if sample is not None:
+            sample.feed(done, view)
+        done += len(data)
+        if done == size:
+            break
+    if done != size:
+        raise FileChangedError(f"shorter than its reported size ({done} of {size} bytes)")
+    result = {k: h.digest() for k, h in zip(whole, hashers, strict=True)}
+    if sample is not None:
+        result[SAMPLE_KIND] = sample.digest()
+    return {k: result[k] for k in wanted}, done
+
+
 class FileChangedError(OSError):
     """The file was not the size it had when it was opened."""
 

@@ -44,7 +44,7 @@ from agent.scan.events import (
     ScanProgress,
     ScanStarted,
 )
-from agent.scan.evidence import evidence_of
+from agent.scan.evidence import evidence_of, kinds_to_confirm
 from agent.scan.plan import FilterPlan, Mode, ScanPlan
 from agent.scan.reader import (
     SMALL_FILE,
@@ -420,14 +420,11 @@ class _Run:
         """Confirm sample matches by reading the file whole (its descriptor is still open), then
         record the hit; raises like a read when the confirmation read fails."""
         digests = dict(digests)
-        missing = sorted(
-            {k for p, m in first if m.kind == "sample" for k in p.confirm_kinds(m.filter_set.index)}
-            - set(digests)
-        )
+        missing = kinds_to_confirm(first, digests)
         if missing and fd >= 0:
             os.lseek(fd, 0, os.SEEK_SET)
             try:
-                confirm = self.scanner.reader(fd, size, tuple(missing), self.stop)
+                confirm = self.scanner.reader(fd, size, missing, self.stop)
             except ReadCancelled:
                 pass  # still a hit: its sample matches stay unconfirmed (None)
             else:

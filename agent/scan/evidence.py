@@ -45,6 +45,14 @@ def evidence_of(
     return tuple(evidence)
 
 
+def kinds_to_confirm(
+    first_pass: list[tuple[FilterPlan, SetMatch]], digests: Mapping[str, bytes]
+) -> tuple[str, ...]:
+    """The whole-file kinds a file must still be read for, to confirm its sample matches."""
+    kinds = {k for p, m in first_pass if m.kind == SAMPLE_KIND for k in p.confirm_kinds(m.filter_set.index)}
+    return tuple(sorted(kinds - set(digests)))
+
+
 def _confirmation_matches(
     filter_plan: FilterPlan, matches: list[SetMatch], digests: Mapping[str, bytes]
 ) -> list[SetMatch]:
