@@ -39,6 +39,7 @@ class DeviceScanResult:
     size: int = 0
     scheme: str = ""
     partitions: list[dict[str, Any]] = field(default_factory=list)
+    storages: list[dict[str, Any]] = field(default_factory=list)  # a phone's (agent.phones)
     device_problems: list[str] = field(default_factory=list)
     cleanup_problems: list[str] = field(default_factory=list)
     report: ScanReport | None = None
@@ -55,6 +56,7 @@ class DeviceScanResult:
             "size": self.size,
             "partition_table": self.scheme,
             "partitions": self.partitions,
+            "storages": self.storages,
             "device_problems": self.device_problems,
             "cleanup_problems": self.cleanup_problems,
             "scan": self.report.to_json() if self.report else None,

@@ -109,7 +109,7 @@ class BayWorker(threading.Thread):
         self,
         bay: Bay,
         identity: DeviceIdentity,
-        mounter: Mounter,
+        mounter: Mounter | None,
         filters: Sequence[ContrabandFilter],
         scan_config: ScanConfig,
         journal: JournalSink,
@@ -195,6 +195,7 @@ class BayWorker(threading.Thread):
                 cancel=self.cancel,
                 reader_processes=bool(self.scan_config.workers),
             )
+        assert self.mounter is not None  # a disk's worker (phones: agent.daemon.phone)
         try:
             mounted = self.mounter.mount(self.identity.devnode)
         except FieldtriageError as err:
@@ -299,6 +300,8 @@ class BayWorker(threading.Thread):
             device = result.to_json()
             record["partitions"] = device["partitions"]
             record["partition_table"] = device["partition_table"]
+            if result.storages:
+                record["storages"] = device["storages"]
             record["device_problems"] = device["device_problems"]
             record["cleanup_problems"] = device["cleanup_problems"]
             record["scan"] = device["scan"]

@@ -29,6 +29,7 @@ from agent.lights.bay import (
     TerminalLights,
     gpio_pin_factory,
 )
+from agent.phones.camera import PhoneBackend
 from filters.errors import ConfigError, FieldtriageError, JournalError, JournalLocked, KeyFileError, printable
 from filters.keys import load_public_key
 
@@ -180,4 +181,15 @@ def build_daemon(config: AgentConfig, *, pin_factory: Any = None) -> Daemon:
         journal_health=journal_health,
         notifier=SystemdNotifier.from_environment(),
         sync=sync,
+        phones=phone_backend(),
     )
+
+
+def phone_backend() -> PhoneBackend | None:
+    """libgphoto2 for phones, or None (logged) where its module cannot be loaded."""
+    try:
+        from agent.phones.gphoto import GphotoBackend
+    except ImportError as err:
+        logging.getLogger(__name__).error("phones cannot be read: %s", err)
+        return None
+    return GphotoBackend()

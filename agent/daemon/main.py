@@ -30,6 +30,7 @@ from agent.config import AgentConfig
 from agent.daemon.bay import Bay, BayWorker, JournalSink, now_iso
 from agent.daemon.filterstore import FilterStore
 from agent.daemon.notify import SystemdNotifier
+from agent.daemon.phone import PhoneWorker
 from agent.daemon.status import write_status
 from agent.daemon.sync import SyncSetup
 from agent.devices.identity import DeviceIdentity
@@ -38,6 +39,7 @@ from agent.devices.source import DeviceEvent, DeviceSource
 from agent.journal.records import filters_record
 from agent.lights.bay import BayLights, LightsBackend, LightsTicker
 from agent.lights.signals import Signal
+from agent.phones.camera import FoundPhone, PhoneBackend, PhoneGone, PhoneSession
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +64,11 @@ class Daemon:
         notifier: SystemdNotifier | None = None,
         ticker: bool = True,
         sync: SyncSetup | None = None,
+        phones: PhoneBackend | None = None,
     ) -> None:
         self.config = config
         self.source = source
+        self.phones = phones
         self.mounter = mounter
         self.journal = journal
         self.journal_health = journal_health
@@ -179,6 +183,9 @@ class Daemon:
             self._dirty = True
             return
         self._ready_at.pop(bay.name, None)
+        if identity.kind == "phone":
+            self._start_phone(bay, identity, problem)
+            return
         worker = BayWorker(
             bay,
             identity,
@@ -189,6 +196,16 @@ class Daemon:
             on_change=self.wake,
             sync=self.sync,
             refusal=problem,  # with a fault the worker only looks for a sync stick
+        )
+        bay.worker = worker
+        worker.start()
+
+    def _start_phone(self, bay: Bay, identity: DeviceIdentity, problem: str | None) -> None:
+        if self.phones is None:
+            problem = problem or "phones cannot be read here (no MTP/PTP backend)"
+        backend = self.phones or _NoPhones()
+        worker = PhoneWorker(
+            bay, identity, backend, self.filters.filters, self.config.scan, self.journal, self.wake, problem
         )
         bay.worker = worker
         worker.start()
@@ -311,3 +328,13 @@ def _drain(fd: int) -> None:
             pass
     except BlockingIOError:
         pass
+
+
+class _NoPhones:
+    """Where no phone backend could be loaded: every phone is refused (the worker shows the fault)."""
+
+    def detect(self) -> list[FoundPhone]:
+        return []
+
+    def open(self, port: str) -> PhoneSession:
+        raise PhoneGone(port, "no MTP/PTP backend")

@@ -1,4 +1,4 @@
-"""``fieldtriage devices``: list the disks the kiosk would take, or watch plug events."""
+"""``fieldtriage devices``: list the disks and phones the kiosk would take, or watch plug events."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ import pyudev
 from agent.devices.identity import DeviceIdentity
 from agent.devices.selection import DEFAULT_RULES, DeviceSelector
 from agent.devices.source import UdevDeviceSource
+from agent.phones.detect import gphoto_port, phone_identity, phone_kind, port_path
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("devices", help="list the disks the kiosk would take, or watch events")
+    parser = subparsers.add_parser(
+        "devices", help="list the disks and phones the kiosk would take, or watch events"
+    )
     parser.add_argument("action", nargs="?", choices=("list", "watch"), default="list")
     parser.add_argument("--json", action="store_true", help="one JSON object per device or event")
     parser.add_argument(
@@ -44,6 +47,20 @@ def cmd_devices(args: argparse.Namespace) -> int:
             mark = "taken  " if not refusal else "skipped"
             size = f"{identity.size / 1e9:.1f} GB"
             print(f"{mark} {identity.label()}  {size}  port {identity.port_path or '-'}  {refusal}".rstrip())
+    for device in context.list_devices(subsystem="usb", DEVTYPE="usb_device"):
+        properties = {str(k): str(v) for k, v in device.properties.items()}
+        kind = phone_kind(properties)
+        if kind is None:
+            continue
+        phone = phone_identity(properties, port_path(device), device.device_path)
+        if args.json:
+            print(
+                json.dumps(
+                    {**phone.describe(), "taken": True, "reason": "", "gphoto2_port": gphoto_port(phone)}
+                )
+            )
+        else:
+            print(f"taken   {phone.label()}  phone ({kind}, {gphoto_port(phone)})  port {phone.port_path}")
     return 0
 
 

@@ -44,12 +44,14 @@ class DeviceIdentity:
     removable: bool = False
     rotational: bool = False
     backing_file: str = ""
+    kind: str = "disk"  # or "phone" (agent.phones.detect: read over MTP/PTP, not mounted)
+    phone_kind: str = ""  # for a phone: mtp, ptp, apple or charge_only
     properties: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def present(self) -> bool:
-        """A disk with media in it (an empty card reader or a detached loop has size 0)."""
-        return self.size > 0
+        """A phone, or a disk with media in it (an empty card reader or a detached loop has size 0)."""
+        return self.kind == "phone" or self.size > 0
 
     @classmethod
     def from_properties(
@@ -106,10 +108,13 @@ class DeviceIdentity:
         """How an officer or engineer would name it."""
         name = " ".join(part for part in (self.vendor, self.model) if part) or "unnamed device"
         serial = f"serial {self.serial}, " if self.serial else ""
-        return printable(f"{name} ({serial}{self.devnode})")
+        where = f"phone at {self.devnode}" if self.kind == "phone" else self.devnode
+        return printable(f"{name} ({serial}{where})")
 
     def describe(self) -> dict[str, object]:
         return {
+            "kind": self.kind,
+            **({"phone_kind": self.phone_kind} if self.kind == "phone" else {}),
             "devnode": self.devnode,
             "devpath": self.devpath,
             "size": self.size,

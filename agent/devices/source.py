@@ -1,9 +1,10 @@
 """Plug and unplug events for selected disks, from udev (real) or from a test (fake).
 
 ``UdevDeviceSource`` listens on the udev netlink with a monitor filtered in the kernel to the block
-subsystem, and is itself a file descriptor to poll: no thread. Any event on a disk or one of its
-partitions (re)starts a short settle timer for that disk; when it runs out, the disk's state is read
-afresh and compared with what was last reported, which yields the events. A card reader's inserted
+subsystem and to USB devices (phones: ``agent.phones.detect``), and is itself a file descriptor to
+poll: no thread. Any event on a disk or one of its partitions, or on a phone, (re)starts a short
+settle timer for that device; when it runs out, its state is read afresh and compared with what
+was last reported, which yields the events. A card reader's inserted
 card and an attached loop device arrive as ``change`` events and are handled exactly like a plug; a
 new DISKSEQ on a present disk (media swapped) is an unplug followed by a plug. At start, and after
 any monitor error (netlink overflow: pyudev #194), the monitor is recreated and every disk is looked
@@ -31,6 +32,7 @@ import pyudev
 
 from agent.devices.identity import DeviceIdentity
 from agent.devices.selection import DeviceSelector
+from agent.phones.detect import phone_identity, phone_kind, port_path
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +71,10 @@ class UdevDeviceSource:
         settle_seconds: float = SETTLE_SECONDS,
         ignore: Callable[[str], bool] = lambda sys_name: False,
         clock: Callable[[], float] = time.monotonic,
+        phones: bool = True,
     ) -> None:
         self.selector = selector
+        self.phones = phones
         self.settle_seconds = settle_seconds
         self.ignore = ignore
         self.clock = clock
@@ -85,6 +89,8 @@ class UdevDeviceSource:
         self.monitor = None  # pyudev closes a monitor's socket when the object goes
         monitor = pyudev.Monitor.from_netlink(self.context)
         monitor.filter_by("block")
+        if self.phones:
+            monitor.filter_by("usb", "usb_device")  # phones (kernel filters are OR-ed)
         try:
             monitor.set_receive_buffer_size(RECEIVE_BUFFER)
         except Exception as err:  # pyudev raises its own error types here
@@ -97,6 +103,9 @@ class UdevDeviceSource:
         now = self.clock()
         for device in self.context.list_devices(subsystem="block", DEVTYPE="disk"):
             self.pending[device.device_path] = now
+        if self.phones:
+            for device in self.context.list_devices(subsystem="usb", DEVTYPE="usb_device"):
+                self.pending[device.device_path] = now
         for devpath in self.reported:
             self.pending[devpath] = now
 
@@ -125,6 +134,10 @@ class UdevDeviceSource:
         return self._settled_events()
 
     def _note(self, device: Any) -> None:
+        if device.subsystem == "usb":  # a phone changes mode by re-enumerating: remove, then add
+            due = self.clock() + (0.0 if device.action == "remove" else self.settle_seconds)
+            self.pending[device.device_path] = due
+            return
         disk = device if device.device_type == "disk" else device.find_parent("block", "disk")
         if disk is None:
             return
@@ -146,11 +159,19 @@ class UdevDeviceSource:
             return None
         if not device.is_initialized or self.ignore(device.sys_name):
             return None
+        if device.subsystem == "usb":
+            return self._phone(device)
         identity = DeviceIdentity.from_udev(device)
         number = f"{identity.properties.get('MAJOR', '')}:{identity.properties.get('MINOR', '')}"
         if not identity.present or self.selector.refusal(device.properties, number):
             return None
         return identity
+
+    def _phone(self, device: Any) -> DeviceIdentity | None:
+        properties = {str(k): str(v) for k, v in device.properties.items()}
+        if device.device_type != "usb_device" or phone_kind(properties) is None:
+            return None
+        return phone_identity(properties, port_path(device), device.device_path)
 
     def _compare(self, devpath: str, current: DeviceIdentity | None) -> list[DeviceEvent]:
         return compare_states(self.reported, devpath, current)

@@ -15,6 +15,8 @@ so an officer with red-green colour blindness reads them as surely as anyone:
 | no match | off | off | on | off |
 | could not check | off | on | off | 1 long beep |
 | no valid filter / fault | alternates with amber, 2/s | alternates with red | off | 1 long beep |
+| phone locked or charging only | off | 2 short flashes every 2 s | off | 2 short beeps |
+| iPhone not trusted | off | 3 short flashes every 2 s | off | 2 short beeps |
 | sync stick in use | off | alternates with green, 1/s | alternates with amber | off |
 | sync done | off | off | 2 short flashes every 2 s | 2 short beeps |
 
@@ -43,6 +45,8 @@ class Signal(enum.Enum):
     NO_MATCH = "no_match"
     INCOMPLETE = "could_not_check"
     FAULT = "fault"
+    PHONE_UNLOCK = "phone_unlock"  # the officer can act: unlock, choose File transfer
+    PHONE_TRUST = "phone_trust"  # the officer can act: unlock the iPhone, tap Trust
     SYNC = "sync"
     SYNC_DONE = "sync_done"
 
@@ -92,6 +96,10 @@ def levels_at(signal: Signal, t: float, progress: float | None = None) -> Levels
     if signal is Signal.FAULT:
         red = _blink(t, 0.5, 0.25)
         return Levels(red=red, amber=not red, buzzer=t < 1.0)
+    if signal in (Signal.PHONE_UNLOCK, Signal.PHONE_TRUST):
+        flashes = 2 if signal is Signal.PHONE_UNLOCK else 3
+        cycle = t % 2.0
+        return Levels(amber=cycle < flashes * 0.3 and _blink(cycle, 0.3, 0.15), buzzer=_beeps(t, 2))
     if signal is Signal.SYNC:
         green = _blink(t, 1.0, 0.5)
         return Levels(amber=not green, green=green)

@@ -17,6 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
+from agent.phones.cli import scan_phone_command
 from agent.scan.device_cli import scan_device_or_image
 from agent.scan.engine import MAX_WORKERS, Scanner
 from agent.scan.plan import MODES
@@ -43,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--image", metavar="FILE", help="a raw disk or partition image, mounted the same way (root)"
     )
     parser.add_argument(
+        "--phone", nargs="?", const="", metavar="PORT",
+        help="a phone over MTP/PTP, read without writing to it (PORT like usb:001,005 when several)",
+    )  # fmt: skip
+    parser.add_argument(
         "--filter", dest="filters", action="append", required=True, type=Path, metavar="FILTER",
         help="filter file (.ftf); repeat for several",
     )  # fmt: skip
@@ -62,9 +67,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def cmd_scan(args: argparse.Namespace) -> int:
     if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
         raise UsageError("--workers", f"must be between 1 and {MAX_WORKERS}, not {args.workers}")
-    given = [bool(args.paths), args.device is not None, args.image is not None]
+    given = [bool(args.paths), args.device is not None, args.image is not None, args.phone is not None]
     if sum(given) != 1:
-        raise UsageError("scan", "give folders to scan, or one --device, or one --image")
+        raise UsageError("scan", "give folders to scan, or one --device, --image or --phone")
+    if args.phone is not None:
+        return scan_phone_command(args, lambda: build_scanner(args))
     if args.device is not None or args.image is not None:
         return scan_device_or_image(args, lambda: build_scanner(args))
     for path in args.paths:

@@ -72,9 +72,21 @@ def print_summary(report: ScanReport, out: TextIO) -> None:
 
 
 def print_device_summary(result: DeviceScanResult, out: TextIO) -> None:
-    print(f"device: {printable(result.source)}, {human_bytes(result.size)}, table {result.scheme}", file=out)
+    if result.identity is not None and result.identity.kind == "phone":
+        print(
+            f"phone: {result.identity.label()}, {result.scheme or 'usb'} at {printable(result.source)}",
+            file=out,
+        )
+    else:
+        print(
+            f"device: {printable(result.source)}, {human_bytes(result.size)}, table {result.scheme}", file=out
+        )
     for part in result.partitions:
         print(_partition_line(part), file=out)
+    for storage in result.storages:
+        capacity = storage.get("capacity")
+        size = f", {human_bytes(capacity)}" if isinstance(capacity, int) else ""
+        print(f"  storage {printable(str(storage['description']))}{size}: read over MTP/PTP", file=out)
     for problem in result.device_problems:
         print(f"  not checked: {printable(problem)}", file=out)
     for problem in result.cleanup_problems:

@@ -112,7 +112,7 @@ def test_usage_errors_are_one_line(lab: tuple[Path, Path, bytes], tmp_path: Path
         (["--image", str(tmp_path / "none.img")], "no such device or image"),
         (
             ["--image", str(filter_path), str(tmp_path)],
-            "give folders to scan, or one --device, or one --image",
+            "give folders to scan, or one --device, --image or --phone",
         ),
     ]
     for extra, reason in cases:
