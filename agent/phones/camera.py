@@ -84,8 +84,12 @@ class Storage:
 
 @dataclass(frozen=True)
 class PhoneFile:
+    """A listed file; ``problem`` set (and ``size`` 0) when its details could not be had: it is
+    then an error of the scan, not a lost folder."""
+
     name: str
     size: int
+    problem: str | None = None
 
 
 class PhoneSession(Protocol):

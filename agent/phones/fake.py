@@ -25,6 +25,7 @@ from agent.phones.camera import (
     ObjectGone,
     PhoneFile,
     PhoneGone,
+    PhoneReadError,
     Storage,
     join,
 )
@@ -43,6 +44,8 @@ class FakePhone:
     gone_after_calls: int | None = None  # unplugged after this many calls
     vanish: set[str] = field(default_factory=set)  # full paths listed but gone when read
     reported_sizes: dict[str, int] = field(default_factory=dict)  # full path -> size the phone claims
+    no_details: set[str] = field(default_factory=set)  # full paths listed whose details fail
+    unlistable: set[str] = field(default_factory=set)  # folders whose files cannot be listed
     calls: int = 0
     bytes_read: int = 0
     reads: list[tuple[str, int, int]] = field(default_factory=list)
@@ -113,8 +116,12 @@ class FakeSession:
         files = self.tree.get(folder)
         if files is None:
             raise ObjectGone(folder, "no such folder")
+        if folder in self.phone.unlistable:
+            raise PhoneReadError(folder, "the phone refused the listing")
         return [
-            PhoneFile(name, self.phone.reported_sizes.get(join(folder, name), len(data)))
+            PhoneFile(name, 0, "the phone does not say how large it is")
+            if join(folder, name) in self.phone.no_details
+            else PhoneFile(name, self.phone.reported_sizes.get(join(folder, name), len(data)))
             for name, data in files.items()
         ]
 

@@ -290,8 +290,14 @@ class GphotoSession:
     def files(self, folder: str) -> list[PhoneFile]:
         with self._lock:
             self._check(folder)
-            return [PhoneFile(name, self._size(folder, name)) for name in self._names(
-                "list files", folder, self._camera.folder_list_files)]  # fmt: skip
+            names = self._names("list files", folder, self._camera.folder_list_files)
+            return [self._file(folder, name) for name in names]
+
+    def _file(self, folder: str, name: str) -> PhoneFile:
+        try:
+            return PhoneFile(name, self._size(folder, name))
+        except (ObjectGone, PhoneReadError) as err:  # that file is an error of the scan, not its folder
+            return PhoneFile(name, 0, err.reason)
 
     def _size(self, folder: str, name: str) -> int:
         path = join(folder, name)

@@ -29,6 +29,7 @@ import heapq
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from agent.phones.camera import ObjectGone, PhoneError, PhoneFile, PhoneGone, PhoneSession, Storage, join
 from agent.scan.engine import Scanner
@@ -39,6 +40,7 @@ from agent.scan.report import Counts, Hit, Problem, ScanReport, Timings, verdict
 from filters.digests import FileChangedError, digest_by_reads
 from filters.errors import printable
 
+_T = TypeVar("_T")
 MAX_DEPTH = 64  # deeper folders are not walked (an error: the verdict cannot be green)
 MAX_PATH = 4096  # bytes of a shown path
 LOOKUP_FILES = 32  # files read before their digests are looked up together
@@ -171,19 +173,14 @@ class _PhoneRun:
 
     def list_folder(self, folder: _Folder) -> None:
         self.counts.directories += 1
-        try:
-            subfolders = self.session.folders(folder.path)
-            files = self.session.files(folder.path)
-        except PhoneGone as err:
-            self.gone = err
-            self.errors.append(Problem(folder.shown, f"not listed: {err.reason}", "phone_gone"))
-            return
-        except PhoneError as err:
-            code = "vanished" if isinstance(err, ObjectGone) else "list_failed"
-            self.errors.append(Problem(folder.shown, f"cannot list: {err.reason}", code))
-            return
+        subfolders = self.listing(folder, "folders", self.session.folders)
+        files = self.listing(folder, "files", self.session.files)
         good_files = [f for f in files if self.fit_name(folder, f.name, "file")]
         self.counts.files_seen += len(good_files)
+        for phone_file in [f for f in good_files if f.problem is not None]:
+            shown = folder.shown + b"/" + phone_file.name.encode("utf-8", "surrogateescape")
+            self.fail(shown, f"no details: {phone_file.problem}", "no_details")
+        good_files = [f for f in good_files if f.problem is None]
         for name in sorted(n for n in subfolders if self.fit_name(folder, n, "folder")):
             shown = folder.shown + b"/" + name.encode("utf-8", "surrogateescape")
             if folder.depth + 1 > MAX_DEPTH or len(shown) > MAX_PATH:
@@ -199,6 +196,21 @@ class _PhoneRun:
             by_rank.setdefault(rank, []).append(phone_file)
         for rank, group in by_rank.items():
             self.push(rank, _Files(folder, group))
+
+    def listing(self, folder: _Folder, what: str, lister: Callable[[str], list[_T]]) -> list[_T]:
+        """A folder's subfolders or files; a failure is an error of that folder (its other part is
+        still listed), and the end of the scan when the phone is gone."""
+        if self.gone is not None:
+            return []
+        try:
+            return lister(folder.path)
+        except PhoneGone as err:
+            self.gone = err
+            self.errors.append(Problem(folder.shown, f"{what} not listed: {err.reason}", "phone_gone"))
+        except PhoneError as err:
+            code = "vanished" if isinstance(err, ObjectGone) else "list_failed"
+            self.errors.append(Problem(folder.shown, f"cannot list its {what}: {err.reason}", code))
+        return []
 
     def fit_name(self, folder: _Folder, name: str, what: str) -> bool:
         """A name a phone can send but a path cannot hold is an error, never silently dropped."""

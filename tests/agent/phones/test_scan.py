@@ -194,3 +194,15 @@ def test_digest_by_reads_matches_digest_path(tmp_path: Path) -> None:
 
 def slicer(data: bytes) -> Callable[[int, int], bytes]:
     return lambda offset, length: data[offset : offset + length]
+
+
+def test_a_file_without_details_or_a_refused_listing_is_an_error_of_its_own(
+    known_filter: ContrabandFilter, known: bytes
+) -> None:
+    tree = clean_tree(10) | {"DCIM/Camera/sub/k.jpg": known}
+    phone = FakePhone({"Internal shared storage": tree})
+    phone.no_details.add("/store_00010001/Download/doc0.pdf")
+    phone.unlistable.add("/store_00010001/DCIM/Camera")
+    report, _ = run(phone, [known_filter])
+    assert report.verdict == "priority_match"  # the refused folder's subfolders were still walked
+    assert sorted(e.code for e in report.errors) == ["list_failed", "no_details"]
