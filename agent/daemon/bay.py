@@ -150,7 +150,8 @@ class BayWorker(threading.Thread):
             log.error("bay %s: scan failed:\n%s", bay.name, traceback.format_exc())
             verdict = "incomplete"
         if verdict is None:
-            return  # synced, or not scanned: already shown and journaled
+            self.on_change()  # the daemon reaps the bay at once (a phone may be re-enumerating)
+            return  # synced, not scanned, or a phone gone before it could be read: shown and journaled
         if self.unplugged and verdict not in ("priority_match", "match"):
             verdict = "incomplete"
         bay.finished = now_iso()

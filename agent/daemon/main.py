@@ -86,6 +86,7 @@ class Daemon:
         self._dirty = True
         # after a device is removed, its bay's lights return to ready at this monotonic time
         self._ready_at: dict[str, float] = {}
+        self._waiting: list[DeviceEvent] = []  # plugs held until the bay's old worker has ended
 
     # -- signals and wake-ups -------------------------------------------------------------------
     def wake(self) -> None:
@@ -139,6 +140,9 @@ class Daemon:
                     self._reload.clear()
                     last_refresh = now
                 self._reap_and_idle(now)
+                waiting, self._waiting = self._waiting, []
+                for event in waiting:
+                    self._handle(event)
                 if self._dirty or now - last_status >= STATUS_SECONDS:
                     self._write_status()
                     self._dirty, last_status = False, now
@@ -153,6 +157,7 @@ class Daemon:
     def _handle(self, event: DeviceEvent) -> None:
         identity = event.identity
         if event.kind == "unplugged":
+            self._waiting = [w for w in self._waiting if w.identity.devpath != identity.devpath]
             for occupied in self.bays:
                 if occupied.device is None or occupied.device.devpath != identity.devpath:
                     continue
@@ -164,7 +169,11 @@ class Daemon:
                     self._ready_at[occupied.name] = time.monotonic()
             self._dirty = True
             return
+        self._reap_and_idle(time.monotonic())  # a worker that just ended frees its bay first
         bay = self._bay_for(identity)
+        if bay is None and self._ending_in(identity):
+            self._waiting.append(event)  # a phone re-enumerating in its bay while its old worker ends
+            return
         if bay is None:
             log.warning("no free bay for %s at port %s; not scanned", identity.label(), identity.port_path)
             self._journal({"type": "not_scanned", "device": identity.describe(), "reason": "no free bay"})
@@ -224,6 +233,16 @@ class Daemon:
             return
         log.warning("journal writable again (after %s)", problem)
         self._dirty = True
+
+    def _ending_in(self, identity: DeviceIdentity) -> bool:
+        """A bay for ``identity``'s port whose worker was told its device went and has not ended."""
+        return any(
+            bay.worker is not None
+            and bay.worker.is_alive()
+            and bay.worker.unplugged
+            and fnmatch.fnmatchcase(identity.port_path, bay.config.port)
+            for bay in self.bays
+        )
 
     def _bay_for(self, identity: DeviceIdentity) -> Bay | None:
         for bay in self.bays:
