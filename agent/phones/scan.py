@@ -34,7 +34,7 @@ from typing import TypeVar
 from agent.phones.camera import ObjectGone, PhoneError, PhoneFile, PhoneGone, PhoneSession, Storage, join
 from agent.scan.engine import Scanner
 from agent.scan.events import PROGRESS_INTERVAL, ScanEvent, ScanFinished, ScanHit, ScanProgress, ScanStarted
-from agent.scan.evidence import evidence_of, kinds_to_confirm
+from agent.scan.evidence import evidence_of, kinds_for_hit, kinds_to_confirm
 from agent.scan.order import NORMAL, directory_class, directory_rank, file_rank
 from agent.scan.report import Counts, Hit, Problem, ScanReport, Timings, verdict_of
 from filters.digests import FileChangedError, digest_by_reads
@@ -285,6 +285,8 @@ class _PhoneRun:
         for i, first in sorted(found.items()):
             file_digests = dict(digests[i])
             missing = kinds_to_confirm(first, file_digests)
+            if missing:
+                missing = kinds_for_hit(first, file_digests)  # and the report's MD5, SHA-1, SHA-256
             if missing and self.gone is None:
                 try:
                     more, read = digest_by_reads(

@@ -44,7 +44,7 @@ from agent.scan.events import (
     ScanProgress,
     ScanStarted,
 )
-from agent.scan.evidence import evidence_of, kinds_to_confirm
+from agent.scan.evidence import evidence_of, kinds_for_hit, kinds_to_confirm
 from agent.scan.plan import FilterPlan, Mode, ScanPlan
 from agent.scan.reader import (
     SMALL_FILE,
@@ -417,11 +417,13 @@ class _Run:
         digests: dict[str, bytes],
         first: list[tuple[FilterPlan, SetMatch]],
     ) -> None:
-        """Confirm sample matches by reading the file whole (its descriptor is still open), then
-        record the hit; raises like a read when the confirmation read fails."""
+        """Confirm sample matches by reading the file whole (its descriptor is still open), in the
+        same read computing the report's MD5, SHA-1 and SHA-256 it lacks, then record the hit;
+        raises like a read when the confirmation read fails."""
         digests = dict(digests)
         missing = kinds_to_confirm(first, digests)
         if missing and fd >= 0:
+            missing = kinds_for_hit(first, digests)
             os.lseek(fd, 0, os.SEEK_SET)
             try:
                 confirm = self.scanner.reader(fd, size, missing, self.stop)

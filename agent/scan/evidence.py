@@ -45,12 +45,24 @@ def evidence_of(
     return tuple(evidence)
 
 
+# The digests every hit carries (read with its confirmation, or once more): what Project VIC tools
+# and case systems match on (the VICS export, the station's report)
+REPORT_KINDS = ("md5", "sha1", "sha256")
+
+
 def kinds_to_confirm(
     first_pass: list[tuple[FilterPlan, SetMatch]], digests: Mapping[str, bytes]
 ) -> tuple[str, ...]:
     """The whole-file kinds a file must still be read for, to confirm its sample matches."""
     kinds = {k for p, m in first_pass if m.kind == SAMPLE_KIND for k in p.confirm_kinds(m.filter_set.index)}
     return tuple(sorted(kinds - set(digests)))
+
+
+def kinds_for_hit(
+    first_pass: list[tuple[FilterPlan, SetMatch]], digests: Mapping[str, bytes]
+) -> tuple[str, ...]:
+    """What a hit file is read whole for: its confirmation and the report's digests it lacks."""
+    return tuple(sorted(set(kinds_to_confirm(first_pass, digests)) | (set(REPORT_KINDS) - set(digests))))
 
 
 def _confirmation_matches(

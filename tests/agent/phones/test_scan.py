@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -64,6 +65,8 @@ def test_a_known_photo_is_a_priority_match_with_its_storage_path(
     (hit,) = report.hits
     assert hit.path == b"Internal shared storage/DCIM/Camera/IMG_9999.jpg"
     assert hit.confirmed is True  # the whole file was read to confirm the sample hit
+    assert hit.digests["sha1"] == hashlib.sha1(known).digest()  # and gave the report's hashes
+    assert hit.digests["md5"] == hashlib.md5(known).digest()
     assert report.counts.files_confirmed == 1
     assert any(isinstance(e, ScanHit) for e in events)
 

@@ -26,6 +26,11 @@ def test_auto_mode_reads_samples_and_confirms_hits(filters: FilterFactory, known
         assert hit.confirmed is True
         assert {m.kind for m in hit.matches} == {"sample", "blake3"}
         assert all(m.confirmed for m in hit.matches if m.kind == "sample")
+        # the confirmation read also gives what Project VIC tools match on
+        path = Path(hit.path.decode())
+        assert {k: hit.digests[k] for k in ("md5", "sha1", "sha256")} == digest_path(
+            path, ("md5", "sha1", "sha256")
+        )
     assert report.counts.files_confirmed == 2
     # clean files cost at most 12 KiB each; the two hits are read whole once more to confirm
     budget = SAMPLE_WHOLE_LIMIT * report.counts.files_read + sum(p.stat().st_size for p in known)
