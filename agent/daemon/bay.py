@@ -36,6 +36,7 @@ from agent.lights.bay import BayLights
 from agent.lights.signals import Signal
 from agent.scan.engine import Scanner
 from agent.scan.events import ScanEvent, ScanHit, ScanProgress
+from agent.scan.exclusions import ExclusionList
 from agent.scan.names import shown
 from filters.errors import FieldtriageError, printable
 from filters.model import ContrabandFilter
@@ -116,12 +117,14 @@ class BayWorker(threading.Thread):
         on_change: Callable[[], None] = lambda: None,
         sync: SyncSetup | None = None,
         refusal: str | None = None,
+        exclusions: ExclusionList | None = None,
     ) -> None:
         super().__init__(name=f"bay-{bay.name}", daemon=True)
         self.bay = bay
         self.identity = identity
         self.mounter = mounter
         self.filters = list(filters)
+        self.exclusions = exclusions  # the station's reviewed false positives (agent/scan/exclusions.py)
         self.scan_config = scan_config
         self.journal = journal
         self.on_change = on_change
@@ -195,6 +198,7 @@ class BayWorker(threading.Thread):
                 stop_at_first_priority=self.scan_config.stop_at_first_priority,
                 cancel=self.cancel,
                 reader_processes=bool(self.scan_config.workers),
+                exclusions=self.exclusions,
             )
         assert self.mounter is not None  # a disk's worker (phones: agent.daemon.phone)
         try:
@@ -288,6 +292,7 @@ class BayWorker(threading.Thread):
                 {"id": f.metadata.filter_id, "name": f.metadata.name, "signer": f.signer_key_id}
                 for f in self.filters
             ],
+            "exclusions": None if self.exclusions is None else self.exclusions.list_id,
             "mode": self.scan_config.mode,
             "started": self.bay.started,
             "finished": self.bay.finished,

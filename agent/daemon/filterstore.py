@@ -4,6 +4,10 @@ Expired, untrusted or broken filters are skipped with their reason; with none va
 its fault signal and scans nothing. ``refresh()`` is cheap when nothing changed (names, sizes and
 modification times of the folder's files and of the trust folder are compared).
 
+The station's exclusion list (``exclusions.ftx`` in the filter folder, agent/scan/exclusions.py) is
+loaded with the filters when the store has the station's signing key; one that does not verify is a
+problem and nothing is excluded (more hits, never fewer). ``exclusions`` is the list in use or None.
+
 Example::
 
     store = FilterStore(Path("/var/lib/fieldtriage/filters"), Path("/var/lib/fieldtriage/trust"))
@@ -19,6 +23,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from agent.scan.exclusions import EXCLUSIONS_NAME, ExclusionList, load_exclusions
 from filters.container import FILTER_SUFFIX, load_filter
 from filters.errors import FieldtriageError, FilterRefused
 from filters.keys import TrustStore
@@ -50,11 +57,14 @@ class FilterStore:
         filter_folder: Path,
         trust_folder: Path,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        station_key: Ed25519PublicKey | None = None,
     ) -> None:
         self.filter_folder = filter_folder
         self.trust_folder = trust_folder
         self.clock = clock
+        self.station_key = station_key
         self.filters: list[ContrabandFilter] = []
+        self.exclusions: ExclusionList | None = None
         self.problems: list[str] = []
         self._seen: Fingerprint | None = None
         self._loaded_day: dt.date | None = None
@@ -73,6 +83,7 @@ class FilterStore:
         today = now.date()
         self._seen, self._loaded_day = seen, today
         self.filters, self.problems = self._load()
+        self.exclusions = self._load_exclusions()
         for problem in self.problems:
             log.warning("filter skipped: %s", problem)
         log.info("filters in use: %s", ", ".join(f.metadata.name for f in self.filters) or "none")
@@ -128,6 +139,23 @@ class FilterStore:
         if not loaded and not candidates:
             problems.append(f"{self.filter_folder}: no filter files (*{FILTER_SUFFIX})")
         return loaded, problems
+
+    def _load_exclusions(self) -> ExclusionList | None:
+        path = self.filter_folder / EXCLUSIONS_NAME
+        if not os.path.lexists(path):
+            return None
+        if self.station_key is None:
+            self.problems.append(f"{path}: no station signing key configured: no exclusion used")
+            return None
+        try:
+            return load_exclusions(path, self.station_key)
+        except FieldtriageError as err:
+            self.problems.append(f"{err}; no exclusion used")
+            return None
+
+    def describe_exclusions(self) -> dict[str, object] | None:
+        """The exclusion list in use (id, issue time, count), as journaled; None without one."""
+        return None if self.exclusions is None else self.exclusions.describe()
 
     def describe(self) -> list[dict[str, object]]:
         return [

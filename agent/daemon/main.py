@@ -75,7 +75,9 @@ class Daemon:
         self.notifier = notifier or SystemdNotifier(None)
         self.sync = sync
         self.bays = [Bay(bay, BayLights(bay.name, lights[bay.name])) for bay in config.bays]
-        self.filters = FilterStore(config.paths.filters, config.paths.trust)
+        self.filters = FilterStore(
+            config.paths.filters, config.paths.trust, station_key=sync.station_key if sync else None
+        )
         self.status_path = config.paths.runtime / "status.json"
         self.ticker = LightsTicker([b.lights for b in self.bays]) if ticker else None
         self.started = now_iso()
@@ -205,6 +207,7 @@ class Daemon:
             on_change=self.wake,
             sync=self.sync,
             refusal=problem,  # with a fault the worker only looks for a sync stick
+            exclusions=self.filters.exclusions,
         )
         bay.worker = worker
         worker.start()
@@ -214,8 +217,9 @@ class Daemon:
             problem = problem or "phones cannot be read here (no MTP/PTP backend)"
         backend = self.phones or _NoPhones()
         worker = PhoneWorker(
-            bay, identity, backend, self.filters.filters, self.config.scan, self.journal, self.wake, problem
-        )
+            bay, identity, backend, self.filters.filters, self.config.scan, self.journal, self.wake, problem,
+            exclusions=self.filters.exclusions,
+        )  # fmt: skip
         bay.worker = worker
         worker.start()
 
@@ -283,7 +287,8 @@ class Daemon:
     def _journal_filters(self) -> None:
         """Tell the station which filters this kiosk carries (at start and after every change)."""
         record = filters_record([{**f, "filter_id": f["id"]} for f in self.filters.describe()])
-        self._journal(record | {"problems": list(self.filters.problems)})
+        exclusions = self.filters.describe_exclusions()  # the station's reviewed false positives
+        self._journal(record | {"problems": list(self.filters.problems), "exclusions": exclusions})
 
     def _journal(self, record: dict[str, Any]) -> None:
         try:

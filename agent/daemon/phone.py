@@ -30,6 +30,7 @@ from agent.phones.camera import PhoneBackend, PhoneError, PhoneSession, Storage
 from agent.phones.detect import STATE_MESSAGES, PhoneState, gphoto_port, phone_state
 from agent.phones.scan import scan_phone
 from agent.scan.engine import Scanner
+from agent.scan.exclusions import ExclusionList
 from filters.errors import printable
 from filters.model import ContrabandFilter
 
@@ -51,8 +52,11 @@ class PhoneWorker(BayWorker):
         on_change: Callable[[], None] = lambda: None,
         refusal: str | None = None,
         poll_seconds: float = POLL_SECONDS,
+        exclusions: ExclusionList | None = None,
     ) -> None:
-        super().__init__(bay, identity, None, filters, scan_config, journal, on_change, None, refusal)
+        super().__init__(
+            bay, identity, None, filters, scan_config, journal, on_change, None, refusal, exclusions
+        )
         self.backend = backend
         self.poll_seconds = poll_seconds
         self.port = gphoto_port(identity)
@@ -73,6 +77,7 @@ class PhoneWorker(BayWorker):
             stop_at_first_priority=self.scan_config.stop_at_first_priority,
             cancel=self.cancel,
             reader_processes=False,
+            exclusions=self.exclusions,
         )
         bay = self.bay
         bay.phase = "scanning"

@@ -3,7 +3,8 @@
 A device is mounted read-only like any other. If a partition holds a sync token that the station
 signed for that partition's filesystem UUID and that has not expired, the device is unmounted and
 that partition alone is mounted read-write: the kiosk closes its open journal segment, copies every
-segment not yet synced, and takes new filters and station-signed trust keys. A stick with no token,
+segment not yet synced, and takes new filters, station-signed trust keys and the station's exclusion
+list (reviewed false positives, agent/scan/exclusions.py). A stick with no token,
 a forged token, a token for another stick or an expired one is evidence: read-only, scanned.
 
 Example::
@@ -75,5 +76,6 @@ def run_sync(source: str, part: PartitionMount, token: SyncToken, setup: SyncSet
         "segments_copied": [p.name for p in copied],
         "filters_taken": [p.name for p in taken.filters_added],
         "trust_keys_taken": [p.name for p in taken.trust_added],
+        "exclusions_taken": taken.exclusions_taken,
         "refused": list(taken.refused),
     }

@@ -302,6 +302,10 @@ class _PhoneRun:
                     self.counts.files_confirmed += 1
             self.counts.files_read += 1
             self.files_done += 1
+            excluded = self.plan.excluded(shown[i], file_digests)
+            if excluded is not None:  # a reviewed false positive (agent/scan/exclusions.py): listed, no hit
+                self.skipped.append(excluded)
+                continue
             hit = Hit(shown[i], files[i].size, evidence_of(self.plan, first, file_digests), file_digests)
             self.hits.append(hit)
             now = time.monotonic() - self.started

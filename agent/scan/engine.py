@@ -45,6 +45,7 @@ from agent.scan.events import (
     ScanStarted,
 )
 from agent.scan.evidence import evidence_of, kinds_for_hit, kinds_to_confirm
+from agent.scan.exclusions import ExclusionList
 from agent.scan.plan import FilterPlan, Mode, ScanPlan
 from agent.scan.reader import (
     SMALL_FILE,
@@ -112,8 +113,9 @@ class Scanner:
         reader_processes: bool = True,
         opener: Opener = open_regular,
         reader: Reader = read_digests,
+        exclusions: ExclusionList | None = None,
     ) -> None:
-        self.plan = ScanPlan.build(filters, mode)
+        self.plan = ScanPlan.build(filters, mode, exclusions)
         if workers is not None and not 1 <= workers <= MAX_WORKERS:
             raise UsageError("--workers", f"must be between 1 and {MAX_WORKERS}, not {workers}")
         self.workers = workers
@@ -435,6 +437,10 @@ class _Run:
                 tally.files_confirmed += 1
                 check_unchanged(fd, size)
         tally.files_read += 1
+        excluded = self.plan.excluded(path, digests)
+        if excluded is not None:  # a reviewed false positive (agent/scan/exclusions.py): listed, no hit
+            tally.skipped.append(excluded)
+            return
         hit = Hit(path, size, evidence_of(self.plan, first, digests), digests)
         tally.hits.append(hit)
         now = time.monotonic() - self.started

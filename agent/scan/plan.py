@@ -29,7 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agent.scan.report import FilterSummary, SetSummary
+from agent.scan.exclusions import ExclusionList
+from agent.scan.report import FilterSummary, Problem, SetSummary
 from filters.digests import SAMPLE_KIND, normalise_kinds
 from filters.errors import UsageError
 from filters.model import ContrabandFilter, SetMatch
@@ -101,9 +102,12 @@ class ScanPlan:
     filters: tuple[FilterPlan, ...]
     first_pass_kinds: tuple[str, ...]
     whole_file_first: bool  # the first pass already reads every file whole
+    exclusions: ExclusionList | None = None  # reviewed false positives from the station
 
     @classmethod
-    def build(cls, filters: Sequence[ContrabandFilter], mode: Mode) -> ScanPlan:
+    def build(
+        cls, filters: Sequence[ContrabandFilter], mode: Mode, exclusions: ExclusionList | None = None
+    ) -> ScanPlan:
         if mode not in MODES:
             raise UsageError("--mode", f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
         if not filters:
@@ -112,7 +116,7 @@ class ScanPlan:
         if mode == "quick" and not any(p.first_pass_kinds for p in plans):
             raise UsageError("--mode", "quick mode needs a sample set, and no loaded filter has one")
         kinds = normalise_kinds(k for p in plans for k in p.first_pass_kinds)
-        return cls(mode, plans, kinds, any(k != SAMPLE_KIND for k in kinds))
+        return cls(mode, plans, kinds, any(k != SAMPLE_KIND for k in kinds), exclusions)
 
     @property
     def unchecked_sets(self) -> list[tuple[FilterPlan, int]]:
@@ -128,6 +132,12 @@ class ScanPlan:
             for s in p.contraband.sets
             if s.kind == SAMPLE_KIND and p.roles[s.index] == "consulted"
         )
+
+    def excluded(self, path: bytes, digests: Mapping[str, bytes]) -> Problem | None:
+        """For a file that would be a hit, with all its computed ``digests``: the ``skipped`` entry
+        (code ``excluded``) that replaces the hit when a station exclusion matches it, else None
+        (agent/scan/exclusions.py: a strong whole-file digest must match)."""
+        return None if self.exclusions is None else self.exclusions.excluded_entry(path, digests)
 
     def first_pass_matches(
         self, digests: Sequence[Mapping[str, bytes]]
