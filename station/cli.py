@@ -21,6 +21,7 @@ from station.home import StationHome
 from station.importer import import_sources
 from station.kiosks import kiosk_overview
 from station.report import csv_report, json_report, write_html_report
+from station.review_cli import add_commands as add_review_commands
 from station.scans import Scan, filter_label, load_scans
 from station.stick import prepare_stick
 from station.store import Store
@@ -76,7 +77,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=Path,
         help="provider public key to sign and carry (repeatable)",
     )
+    stick.add_argument("--no-exclusions", action="store_true", help="no exclusion list ('station review')")
+    stick.add_argument("--no-shared", action="store_true", help="not the shared filter ('station share')")
     stick.set_defaults(handler=cmd_prepare_stick)
+    add_review_commands(commands, common)  # review, share: station/review_cli.py
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -186,11 +190,20 @@ def cmd_prepare_stick(args: argparse.Namespace) -> int:
         valid_for=dt.timedelta(days=args.valid_days),
         filters=args.filter,
         trust_keys=args.trust_key,
+        exclusions=not args.no_exclusions,
+        shared=not args.no_shared,
     )
     print(
         f"sync stick {printable(str(prepared.folder))} (filesystem {prepared.fs_uuid}), token valid until "
         f"{prepared.expires:%Y-%m-%d %H:%M} UTC; {len(prepared.copied)} files for kiosks"
     )
+    if prepared.exclusions is not None:
+        count = len(prepared.exclusions.exclusions)
+        print(f"exclusion list {prepared.exclusions.list_id}: {count} reviewed false positives")
+    for note in prepared.notes:
+        print(f"note: {printable(note)}")
+    if prepared.shared is not None:
+        print(f"shared filter of confirmed finds: {printable(prepared.shared.name)}, with the provider key")
     return 0
 
 

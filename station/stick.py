@@ -1,6 +1,12 @@
 """``fieldtriage station prepare-stick``: make a stick a sync stick, optionally carrying filters and
 station-signed trust keys to the kiosks.
 
+Unless told not to, a stick also carries what the analysts decided (station/review.py,
+station/share.py): the current exclusion list (reviewed false positives), signed with the station's
+signing key and recorded in the database as issued, when the station has a database; and the
+newest shared filter of confirmed finds with the station's provider key (signed as a trust key, so
+that kiosks take the filter).
+
 The target is the stick's mount folder (or its block device, when mounted). The token is bound to
 the filesystem UUID, from ``--uuid``, blkid (device) or findmnt (folder). Nothing written here can
 decrypt anything.
@@ -28,6 +34,7 @@ from pathlib import Path
 
 from agent.journal.copying import copy_atomically
 from agent.journal.stick_filters import (
+    EXCLUSIONS_FOLDER,
     FILTER_FOLDER,
     SIGNATURE_SUFFIX,
     TRUST_FOLDER,
@@ -35,11 +42,15 @@ from agent.journal.stick_filters import (
 )
 from agent.journal.sync import filesystem_uuid
 from agent.journal.sync_token import normalised_uuid, write_sync_token
+from agent.scan.exclusions import EXCLUSIONS_NAME, ExclusionList, write_exclusions
 from filters.container import load_filter
 from filters.errors import FieldtriageError, StationError
 from filters.keys import MAX_KEY_FILE_BYTES, load_public_key
 from filters.safe_files import read_regular_file
 from station.home import StationHome
+from station.review import issue_exclusion_list
+from station.share import provider_key, shared_path
+from station.store import Store
 
 
 @dataclass
@@ -49,6 +60,9 @@ class StickPrepared:
     token: Path
     expires: dt.datetime
     copied: list[Path] = field(default_factory=list)
+    exclusions: ExclusionList | None = None  # the list it carries
+    shared: Path | None = None  # the shared filter of confirmed finds it carries
+    notes: list[str] = field(default_factory=list)
 
 
 def prepare_stick(
@@ -60,8 +74,15 @@ def prepare_stick(
     filters: Sequence[Path] = (),
     trust_keys: Sequence[Path] = (),
     now: dt.datetime | None = None,
+    exclusions: bool = True,
+    shared: bool = True,
 ) -> StickPrepared:
     now = now or dt.datetime.now(dt.UTC)
+    filters, trust_keys = list(filters), list(trust_keys)
+    carried_shared = shared_path(home) if shared and shared_path(home).exists() else None
+    if carried_shared is not None:
+        filters.append(carried_shared)
+        trust_keys.append(provider_key(home)[1])
     signing_key = home.signing_private_key()
     folder, uuid = _stick_folder_and_uuid(target, fs_uuid)
     try:
@@ -83,6 +104,20 @@ def prepare_stick(
         except OSError as err:
             raise StationError(signature_path, f"cannot write: {err.strerror}") from err
         prepared.copied.append(signature_path)
+    prepared.shared = carried_shared
+    if exclusions and home.database_path.exists():
+        store = Store.open(home.database_path, create=False)
+        try:
+            prepared.exclusions, prepared.notes = issue_exclusion_list(
+                store, now_ns=int(now.timestamp() * 1e9)
+            )
+        finally:
+            store.close()
+        destination = folder / EXCLUSIONS_FOLDER / EXCLUSIONS_NAME
+        try:
+            prepared.copied.append(write_exclusions(destination, prepared.exclusions, signing_key))
+        except FieldtriageError as err:
+            raise StationError(err.subject, err.reason) from err
     return prepared
 
 
