@@ -36,10 +36,11 @@ from agent.scan.exclusions import (
     write_exclusions,
 )
 from agent.scan.plan import ScanPlan
+from agent.scan.reader_processes import close_idle
 from filters.digests import digest_path
 from filters.errors import FilterBuildError, FilterRefused
 from station.home import StationHome
-from tests.agent.scan.conftest import FilterFactory, write_random
+from tests.agent.scan.conftest import FilterFactory, scan, write_random
 
 KINDS = ("md5", "sha1", "sha256", "blake3", "sample")
 SIZE = 40_000  # sampled blocks: [0, 4096), [16384, 20480), [32768, 36864)
@@ -111,6 +112,11 @@ def test_a_benign_file_in_a_filter_reviewed_false_positive_lights_green_every_mo
         report = Scanner([contraband], workers=1, mode=mode, exclusions=listed).scan([device])  # type: ignore[arg-type]
         assert report.verdict == "no_match" and not report.hits, (kinds, mode)
         assert [p.path for p in excluded_entries(report)] == [benign.as_posix().encode()]
+    try:  # reader processes (the kiosk's scan.workers >= 2): the hits are still looked up here
+        report = scan(contraband, device, 3, exclusions=listed)
+    finally:
+        close_idle()
+    assert report.verdict == "no_match" and [p.code for p in report.skipped] == [EXCLUDED_CODE]
 
 
 def test_weak_or_unread_digests_never_exclude(
