@@ -109,7 +109,7 @@ def daemon_record(serial: str, report: ScanReport, devices: Path) -> dict[str, A
 def enroll(unit: Unit) -> None:
     """Enroll the kiosk when this station enrolls kiosks (issue 13: before its first import)."""
     try:
-        from station.kiosks import enroll_kiosk, read_enrollment  # type: ignore[attr-defined]
+        from station.kiosks import enroll_kiosk, read_enrollment
     except ImportError:
         return
     from agent.daemon.provision import ENROLLMENT_NAME, provision_kiosk
