@@ -6,11 +6,20 @@ and the AEAD tag while decrypting. A record is kept only when its signature veri
 decrypts; everything else becomes a ``Finding`` naming the segment and record. Records after a
 damaged one stay verifiable because each frame carries its own signed chain hash.
 
+An exported copy ends with an export seal (docs/journal-format.md, section 8): the number of bytes
+of the kiosk's file it copied and their BLAKE3, signed by the kiosk. When it verifies, the copy is
+the kiosk's file whole, and what it holds (a torn end included) is what the kiosk had. A copy in a
+kiosk's export folder (named by its kiosk id) from a format 2 writer without a valid export seal is
+an alarm: it was cut short or altered after it left the kiosk, and records may be missing at its
+end. Format 1 writers made no export seals: such a copy, if not sealed, cannot be checked whole
+(a notice). A kiosk's own journal folder holds no export seals and is read as before.
+
 Example: see tests/station/test_verify.py (segments are built by the kiosk writer).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +34,16 @@ from agent.journal.records import RESERVED_KEY, plain_value
 from agent.journal.sealing import station_segment_key
 from agent.journal.segment_format import (
     HEADER_SIGNATURE_CONTEXT,
+    ExportSeal,
     MalformedFrame,
     RecordFrame,
     SealFrame,
     SegmentFormatError,
     SegmentHeader,
     TornTail,
+    export_digest,
+    export_seal_signed_message,
+    find_export_seal,
     next_chain,
     parse_frames,
     parse_header,
@@ -64,6 +77,7 @@ class VerifiedSegment:
     seal: tuple[int, bytes] | None = None
     torn_bytes: int = 0
     findings: list[Finding] = field(default_factory=list)
+    whole: bool = False  # an export seal vouches for every byte: nothing was cut or altered after export
 
 
 class _SegmentCheck:
@@ -175,6 +189,7 @@ def verify_segment(
     named = segment_number_of(path.name)
     if named is not None and named != header.number:
         note("alarm", f"file name says segment {named} (segments renamed or reordered)")
+    body, whole = _export_check(view, header, expected_kiosk is not None, note)
     if header.station_key_id != station_key_id:
         note(
             "alarm",
@@ -188,9 +203,61 @@ def verify_segment(
         return None, findings
     check = _SegmentCheck(path, header, key)
     check.segment.findings.extend(findings)
-    _walk_frames(check, view)
+    check.segment.whole = whole
+    _walk_frames(check, body)
     check.finish()
+    unsealed = not check.segment.seal and find_export_seal(view, header.frames_offset) is None
+    if expected_kiosk is not None and header.format_version == 1 and unsealed:
+        check.report(
+            "notice",
+            None,
+            "exported without an export seal (a kiosk before format version 2): cannot be checked "
+            "whole; records missing at its end show only against the next segment's header",
+        )
     return check.segment, check.segment.findings
+
+
+def _export_check(
+    view: memoryview, header: SegmentHeader, exported: bool, note: Callable[[Severity, str], None]
+) -> tuple[memoryview, bool]:
+    """The kiosk's bytes in ``view`` (before its export seal) and whether the seal vouches for
+    them; alarms for a seal that fails and for a format 2 copy in an export folder without one."""
+    export = find_export_seal(view, header.frames_offset)
+    if export is None:
+        if exported and header.format_version >= 2:
+            frames = parse_frames(view, header.frames_offset)  # lengths only: is a seal in there?
+            sealed = any(isinstance(frame, SealFrame) for frame in frames)
+            why = (
+                "its seal, checked below, counts its records"
+                if sealed
+                else "records at its end may be missing"
+            )
+            note(
+                "alarm",
+                f"exported copy ends without its export seal: cut short or altered after export ({why})",
+            )
+        return view, False
+    body = view[: export.offset]
+    if not _export_seal_signed(header, export):
+        note("alarm", f"export seal at offset {export.offset}: signature does not verify (altered)")
+    elif export_digest(body) != export.digest:
+        note(
+            "alarm",
+            f"exported copy differs from what the kiosk exported ({export.copied_bytes} bytes "
+            "whose digest the export seal gives): altered after export",
+        )
+    else:
+        return body, True
+    return body, False
+
+
+def _export_seal_signed(header: SegmentHeader, export: ExportSeal) -> bool:
+    message = export_seal_signed_message(header.hash, export.copied_bytes, export.digest)
+    try:
+        Ed25519PublicKey.from_public_bytes(header.kiosk_key).verify(export.signature, message)
+    except InvalidSignature:
+        return False
+    return True
 
 
 def _walk_frames(check: _SegmentCheck, view: memoryview) -> None:
@@ -203,11 +270,15 @@ def _walk_frames(check: _SegmentCheck, view: memoryview) -> None:
             check.seal(frame)
         elif isinstance(frame, TornTail):
             check.segment.torn_bytes = frame.length
+            why = (
+                "a write cut short on the kiosk (the export seal vouches for these bytes)"
+                if check.segment.whole
+                else "a write cut short, or a damaged length"
+            )
             check.report(
                 "notice",
                 position,
-                f"incomplete frame at offset {frame.offset} ({frame.length} bytes) set aside: "
-                "a write cut short, or a damaged length",
+                f"incomplete frame at offset {frame.offset} ({frame.length} bytes) set aside: {why}",
             )
         elif isinstance(frame, MalformedFrame):
             check.report(

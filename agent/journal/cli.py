@@ -1,4 +1,5 @@
-"""``fieldtriage journal ...`` on the kiosk: ``export FOLDER`` (the sync copy, by hand) and
+"""``fieldtriage journal ...`` on the kiosk: ``export FOLDER`` (the sync copy, by hand: each copy
+ends with an export seal signed by the device key, so the station can check it whole) and
 ``status`` (segments, sizes, what is not yet synced; the kiosk cannot read the records)."""
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export = commands.add_parser("export", help="copy unsynced segments to a folder (e.g. a stick)")
     export.add_argument("target", type=Path, metavar="FOLDER")
     export.add_argument("--journal", type=Path, default=DEFAULT_JOURNAL, help=f"default {DEFAULT_JOURNAL}")
+    export.add_argument(
+        "--device-key",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the device key that signs the export seals (default: the one the journal is written with)",
+    )
     export.set_defaults(handler=cmd_export)
     status = commands.add_parser("status", help="list segments and what is not yet synced")
     status.add_argument("--journal", type=Path, default=DEFAULT_JOURNAL, help=f"default {DEFAULT_JOURNAL}")
@@ -34,7 +42,7 @@ def _existing_journal(folder: Path) -> Path:
 def cmd_export(args: argparse.Namespace) -> int:
     if not args.target.is_dir():
         raise JournalError(args.target, "no such folder")
-    copied = export_segments(_existing_journal(args.journal), args.target)
+    copied = export_segments(_existing_journal(args.journal), args.target, args.device_key)
     for path in copied:
         print(printable(str(path)))
     print(f"{len(copied)} segments copied")

@@ -7,6 +7,11 @@ docs/journal-format.md is the specification; this module is its code. A segment 
     b"R" | u32 index | u32 sealed_length | sealed record | chain hash (32) | signature (64)
     b"S" | u32 record_count | final chain hash (32) | signature (64)
 
+An exported copy (a sync stick, ``journal export``) is the kiosk's file, byte for byte, followed by
+one export seal, which is never in the kiosk's own file::
+
+    b"E" | u64 copied_bytes | BLAKE3 of those bytes (32) | signature (64)
+
 All integers are big-endian. Parsing checks every length against the bytes that remain and never
 decrypts: the kiosk reads its own tails with it, the station verifies chains before decrypting.
 
@@ -15,6 +20,9 @@ Example::
     >>> frame = encode_record_frame(0, bytes(16), bytes(32), bytes(64))
     >>> [type(f).__name__ for f in parse_frames(memoryview(frame), 0)]
     ['RecordFrame']
+    >>> copy = frame + encode_export_seal(len(frame), export_digest(frame), bytes(64))
+    >>> find_export_seal(memoryview(copy), 0).copied_bytes == len(frame)
+    True
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ from filters.strict_cbor import CborError, decode
 
 MAGIC = b"FTJSEG\x00\x01"
 FORMAT_NAME = "fieldtriage-journal"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what this writer makes: version 1's bytes, and every copy exported is sealed
+READABLE_VERSIONS = (1, 2)
 SEGMENT_PREFIX = "segment-"
 SEGMENT_SUFFIX = ".ftj"
 MAX_HEADER_BYTES = 4096
@@ -45,12 +54,17 @@ SEAL_TYPE = b"S"
 RECORD_HEAD = struct.Struct(">cII")  # type, index, sealed length
 SEAL_HEAD = struct.Struct(">cI")  # type, record count
 SEAL_FRAME_BYTES = SEAL_HEAD.size + CHAIN_BYTES + SIGNATURE_BYTES
+EXPORT_SEAL_TYPE = b"E"
+EXPORT_SEAL_HEAD = struct.Struct(">cQ")  # type, bytes of the kiosk's file copied before it
+EXPORT_DIGEST_BYTES = 32
+EXPORT_SEAL_BYTES = EXPORT_SEAL_HEAD.size + EXPORT_DIGEST_BYTES + SIGNATURE_BYTES
 PREAMBLE = struct.Struct(">8sI")  # magic, header length
 
 HEADER_HASH_CONTEXT = b"fieldtriage journal header hash v1\x00"
 HEADER_SIGNATURE_CONTEXT = b"fieldtriage journal header v1\x00"
 RECORD_SIGNATURE_CONTEXT = b"fieldtriage journal record v1\x00"
 SEAL_SIGNATURE_CONTEXT = b"fieldtriage journal seal v1\x00"
+EXPORT_SEAL_SIGNATURE_CONTEXT = b"fieldtriage journal export seal v1\x00"
 SEGMENT_KEY_INFO = b"fieldtriage journal segment key v1\x00"
 
 HEADER_FIELDS = {
@@ -105,6 +119,15 @@ def seal_signed_message(header_hash: bytes, count: int, chain: bytes) -> bytes:
     return SEAL_SIGNATURE_CONTEXT + header_hash + count.to_bytes(4, "big") + chain
 
 
+def export_digest(copied: bytes | memoryview) -> bytes:
+    """BLAKE3 of the bytes an export copied (the kiosk's file as it was, from its first byte)."""
+    return blake3.blake3(copied).digest()
+
+
+def export_seal_signed_message(header_hash: bytes, copied_bytes: int, digest: bytes) -> bytes:
+    return EXPORT_SEAL_SIGNATURE_CONTEXT + header_hash + copied_bytes.to_bytes(8, "big") + digest
+
+
 def record_nonce(index: int) -> bytes:
     return bytes(8) + index.to_bytes(4, "big")
 
@@ -125,6 +148,10 @@ def encode_seal_frame(count: int, chain: bytes, signature: bytes) -> bytes:
     return SEAL_HEAD.pack(SEAL_TYPE, count) + chain + signature
 
 
+def encode_export_seal(copied_bytes: int, digest: bytes, signature: bytes) -> bytes:
+    return EXPORT_SEAL_HEAD.pack(EXPORT_SEAL_TYPE, copied_bytes) + digest + signature
+
+
 class SegmentFormatError(ValueError):
     """The preamble or header cannot be parsed (the message says where)."""
 
@@ -134,6 +161,7 @@ class SegmentHeader:
     raw: bytes
     signature: bytes
     hash: bytes
+    format_version: int
     kiosk_key: bytes
     station_key_id: bytes
     number: int
@@ -174,7 +202,8 @@ def parse_header(data: memoryview) -> SegmentHeader:
 def _header_from_fields(fields: object, raw: bytes, signature: bytes, frames_offset: int) -> SegmentHeader:
     if not isinstance(fields, dict) or fields.get("format") != FORMAT_NAME:
         raise SegmentFormatError("header is not a fieldtriage journal header")
-    if fields.get("format_version") != FORMAT_VERSION:
+    version = fields.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise SegmentFormatError(f"unsupported format version {fields.get('format_version')!r}")
     unknown = set(fields) - HEADER_FIELDS
     missing = HEADER_FIELDS - set(fields)
@@ -187,6 +216,7 @@ def _header_from_fields(fields: object, raw: bytes, signature: bytes, frames_off
         raw=raw,
         signature=signature,
         hash=header_hash_of(raw),
+        format_version=version,
         kiosk_key=_blob(fields, "kiosk_key", RAW_KEY_BYTES),
         station_key_id=_blob(fields, "station_key_id", KEY_ID_BYTES),
         number=_uint(fields, "segment"),
@@ -267,6 +297,34 @@ class MalformedFrame:
 
 
 Frame = RecordFrame | SealFrame | TornTail | MalformedFrame
+
+
+@dataclass(frozen=True)
+class ExportSeal:
+    """The end of an exported copy: ``copied_bytes`` of the kiosk's file precede it (it starts at
+    ``offset == copied_bytes``), ``digest`` is their BLAKE3, signed by the device key."""
+
+    offset: int
+    copied_bytes: int
+    digest: bytes
+    signature: bytes
+
+
+def find_export_seal(data: memoryview, frames_offset: int) -> ExportSeal | None:
+    """The export seal that ends ``data``, if its last bytes are one: an ``E`` whose length field
+    says exactly the bytes before it, which hold at least the preamble. Its signature and digest
+    are the caller's to check; the bytes before it are the kiosk's file, to be parsed as such."""
+    offset = len(data) - EXPORT_SEAL_BYTES
+    if offset < frames_offset:
+        return None
+    kind, copied = EXPORT_SEAL_HEAD.unpack_from(data, offset)
+    if kind != EXPORT_SEAL_TYPE or copied != offset:
+        return None
+    digest_at = offset + EXPORT_SEAL_HEAD.size
+    signature_at = digest_at + EXPORT_DIGEST_BYTES
+    return ExportSeal(
+        offset, copied, bytes(data[digest_at:signature_at]), bytes(data[signature_at : len(data)])
+    )
 
 
 def parse_frames(data: memoryview, offset: int) -> Iterator[Frame]:

@@ -7,7 +7,10 @@ Stick layout (docs/journal-format.md, section 7)::
     fieldtriage-filters/*.ftf               provider-signed filters, checked against the trust store
     fieldtriage-trust/NAME.pub + NAME.pub.sig      provider keys the station signed
 
-A copy is atomic (temporary file, fsync, rename, fsync of the folder) and only then recorded in
+A copy is the kiosk's file byte for byte followed by an export seal (the number of bytes copied
+and their BLAKE3, signed by the device key), so that the station can tell a whole copy from one cut
+short or altered on the way, whatever the segment's state: open, set aside after a power cut, or
+sealed. It is atomic (temporary file, fsync, rename, fsync of the folder) and only then recorded in
 ``sync-state.json`` in the journal folder. Nothing is ever deleted here: a segment counts as synced
 only when it is closed (a later segment exists) and its whole size was copied.
 
@@ -25,12 +28,23 @@ import os
 import subprocess
 from pathlib import Path
 
-from agent.journal.copying import copy_atomically
-from agent.journal.segment_format import SegmentFormatError, parse_header
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.journal.copying import fsync_folder
+from agent.journal.keys import raw_public
+from agent.journal.segment_format import (
+    SegmentFormatError,
+    encode_export_seal,
+    export_digest,
+    export_seal_signed_message,
+    key_id_of_raw,
+    parse_header,
+)
 from agent.journal.stick_filters import FILTER_FOLDER, TRUST_FOLDER, StickImport, import_filters_from_stick
 from agent.journal.sync_token import SyncToken, verify_sync_token
-from agent.journal.tail import segment_files
+from agent.journal.tail import DEVICE_KEY_NOTE, read_segment_bytes, remembered_device_key, segment_files
 from filters.errors import JournalError
+from filters.keys import load_private_key
 
 JOURNAL_FOLDER = "fieldtriage-journal"
 STATE_NAME = "sync-state.json"
@@ -89,26 +103,98 @@ def unsynced_segments(journal_folder: Path) -> list[Path]:
     return pending
 
 
-def export_segments(journal_folder: Path, target_folder: Path) -> list[Path]:
-    """Copy every segment that changed since its last export to ``target/fieldtriage-journal/KIOSK``.
+DeviceKey = Ed25519PrivateKey | str | os.PathLike[str] | None
 
-    The open segment is copied as far as it is written (the station sets a torn end aside and takes
-    the rest at the next sync); call ``EncryptedJournal.rotate()`` first to close it.
+
+def export_segments(journal_folder: Path, target_folder: Path, device_key: DeviceKey = None) -> list[Path]:
+    """Copy every segment that changed since its last export to ``target/fieldtriage-journal/KIOSK``,
+    each copy followed by its export seal.
+
+    The open segment is copied as far as it is written (the station takes the rest at the next
+    sync); ``EncryptedJournal.rotate()`` first closes it. ``device_key`` (the key, or its file)
+    signs the export seals; by default the key the journal was last opened with (the writer notes
+    its path in the folder). JournalError (or KeyFileError) when no key can sign, or when the key
+    is not the one that wrote the journal.
     """
     exported = load_sync_state(journal_folder)
     copied = []
     segments = segment_files(journal_folder)
     kiosk: str | None = None
+    signer = _ExportSigner(journal_folder, device_key)
     for _, path in segments:
         size = _size(path)
         if exported.get(path.name) == size:
             continue
         kiosk = kiosk or _kiosk_of_folder(path, segments)
         destination = target_folder / JOURNAL_FOLDER / kiosk / path.name
-        exported[path.name] = copy_atomically(path, destination, limit=size)
+        data = read_segment_bytes(path)[:size]
+        _write_atomically(destination, data, signer.export_seal(data, kiosk), path.name)
+        exported[path.name] = len(data)
         _save_sync_state(journal_folder, exported)
         copied.append(destination)
     return copied
+
+
+class _ExportSigner:
+    """Signs export seals with the device key, loaded at the first copy that needs one."""
+
+    def __init__(self, journal_folder: Path, device_key: DeviceKey) -> None:
+        self._folder = journal_folder
+        self._given = device_key
+        self._key: Ed25519PrivateKey | None = None
+
+    def export_seal(self, data: bytes, kiosk: str) -> bytes:
+        """The export seal for a copy of ``data``; none for a file whose header cannot be read (a
+        segment cut short while it was created holds no record) or that another kiosk wrote (it is
+        not this kiosk's to vouch for): the station reports both."""
+        try:
+            header = parse_header(memoryview(data))
+        except SegmentFormatError:
+            return b""
+        if header.kiosk_id != kiosk:
+            return b""
+        key = self._device_key(kiosk)
+        digest = export_digest(data)
+        signature = key.sign(export_seal_signed_message(header.hash, len(data), digest))
+        return encode_export_seal(len(data), digest, signature)
+
+    def _device_key(self, kiosk: str) -> Ed25519PrivateKey:
+        if self._key is not None:
+            return self._key
+        given = self._given
+        if isinstance(given, Ed25519PrivateKey):
+            key, where = given, "the device key"
+        else:
+            path = Path(given) if given is not None else remembered_device_key(self._folder)
+            if path is None:
+                raise JournalError(
+                    self._folder / DEVICE_KEY_NOTE,
+                    "no device key to sign the export seals with (the journal was not opened by this "
+                    "version here): name it (journal export --device-key FILE)",
+                )
+            key, where = load_private_key(path), str(path)
+        signs_for = key_id_of_raw(raw_public(key.public_key())).hex()
+        if signs_for != kiosk:
+            raise JournalError(where, f"is the key of kiosk {signs_for}, not of kiosk {kiosk} (its journal)")
+        self._key = key
+        return key
+
+
+def _write_atomically(destination: Path, data: bytes, seal: bytes, name: str) -> None:
+    """``data`` then ``seal`` to ``destination``: a temporary file, fsync, rename, folder fsync."""
+    temporary = destination.with_name(f".{destination.name}.tmp")
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with temporary.open("wb") as writer:
+            writer.write(data)
+            writer.write(seal)
+            writer.flush()
+            os.fsync(writer.fileno())
+        temporary.replace(destination)
+        fsync_folder(destination.parent)
+    except OSError as err:
+        temporary.unlink(missing_ok=True)
+        raise JournalError(destination, f"cannot copy {name}: {err.strerror}") from err
 
 
 def _size(path: Path) -> int:

@@ -52,6 +52,7 @@ from filters.errors import JournalError
 from filters.safe_files import read_regular_file
 
 MAX_SEGMENT_FILE_BYTES = 1 << 30
+DEVICE_KEY_NOTE = ".device-key-path"  # the device key the journal was last opened with: exports sign with it
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,31 @@ def read_segment_bytes(path: Path) -> bytes:
     return read_regular_file(
         path, MAX_SEGMENT_FILE_BYTES, JournalError, "a segment this journal writes", follow_symlinks=False
     )
+
+
+def remember_device_key(folder: Path, device_key_path: Path) -> None:
+    """Note in the journal folder which device key writes it, so that an export (the daemon's
+    sync, ``journal export`` by hand) signs with that key. Best effort: a full disk must not stop
+    an open (the note is written again at the next one, and an export can be given the key)."""
+    note = folder / DEVICE_KEY_NOTE
+    text = f"{os.path.abspath(device_key_path)}\n"
+    try:
+        if note.is_file() and note.read_text(encoding="utf-8") == text:
+            return
+        temporary = folder / f"{DEVICE_KEY_NOTE}.tmp"
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(note)
+    except (OSError, UnicodeDecodeError):
+        pass
+
+
+def remembered_device_key(folder: Path) -> Path | None:
+    """The device key path ``remember_device_key`` noted, None when there is none."""
+    try:
+        text = (folder / DEVICE_KEY_NOTE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return Path(text) if text else None
 
 
 def read_tail(folder: Path, device_key: Ed25519PublicKey) -> JournalTail:

@@ -19,7 +19,7 @@ Example::
     >>> journal.append({"type": "scan_started", "scan_id": "s1"})
     >>> journal.close()
     >>> sorted(p.name for p in (folder / "journal").iterdir())
-    ['.lock', 'segment-00000000.ftj']
+    ['.device-key-path', '.lock', 'segment-00000000.ftj']
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from agent.journal.segment_format import (
     seal_signed_message,
     segment_name,
 )
-from agent.journal.tail import JournalTail, read_tail
+from agent.journal.tail import JournalTail, read_tail, remember_device_key
 from filters import __version__
 from filters.errors import JournalError, JournalLocked
 
@@ -129,6 +129,7 @@ class EncryptedJournal:
             for stale in folder.glob(".segment-*.tmp"):
                 stale.unlink()  # a header-only file never renamed into place: holds no record
             tail = read_tail(folder, device_key.public_key())
+            remember_device_key(folder, Path(device_key_path))
             return cls(folder, device_key, station_key, lock_fd, tail, **options)
         except BaseException as err:  # whatever stops the open, the folder is let go
             os.close(lock_fd)
