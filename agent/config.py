@@ -30,6 +30,7 @@ from typing import Any
 
 from agent.devices.selection import DEFAULT_RULES, parse_rule
 from agent.scan.engine import MAX_WORKERS
+from filters.container import EXPIRY_WARNING_DAYS
 from filters.errors import ConfigError, UsageError, printable
 from filters.safe_files import file_kind, read_regular_file
 
@@ -41,11 +42,13 @@ MAX_PATH = 4096  # PATH_MAX
 MAX_BAY_NAME = 32
 MAX_MATCH_RULES = 32
 MAX_SETTLE_SECONDS = 60.0
+MAX_EXPIRY_WARNING_DAYS = 365
 GPIO_PINS = range(28)  # BCM GPIO 0-27 on the 40-pin header
 # the kernel's own file systems: nothing of the kiosk's belongs there
 PSEUDO_FILESYSTEMS = ("/proc", "/sys", "/dev")
 FOLDER_KEYS = ("runtime", "filters", "trust", "journal")
 SHOWN_CHARACTERS = 40
+SECTIONS = ("paths", "scan", "devices", "filters", "lights", "bays")
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,15 @@ class ScanConfig:
 class DevicesConfig:
     match: tuple[str, ...] = DEFAULT_RULES
     settle_seconds: float = field(default=0.4, metadata={"range": (0.0, MAX_SETTLE_SECONDS)})
+
+
+@dataclass(frozen=True)
+class FiltersConfig:
+    # a filter in use that expires within this many days is warned about: the idle lights show
+    # "ready, a filter expires soon" and the status file says which (0: never warn)
+    expiry_warning_days: int = field(
+        default=EXPIRY_WARNING_DAYS, metadata={"range": (0, MAX_EXPIRY_WARNING_DAYS)}
+    )
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,7 @@ class AgentConfig:
     lights: LightsConfig = field(default_factory=LightsConfig)
     bays: tuple[BayConfig, ...] = ()
     source: str = "<defaults>"
+    filters: FiltersConfig = field(default_factory=FiltersConfig)  # [filters]; after source: positions kept
 
 
 def load_config(path: str | os.PathLike[str], *, check_folders: bool = True) -> AgentConfig:
@@ -253,16 +266,16 @@ def _convert(value: Any, spec: Field[Any], source: str, key: str) -> Any:
 def parse_config(raw: Mapping[str, Any], source: str, *, check_folders: bool = True) -> AgentConfig:
     """Every key checked; with ``check_folders`` the configured paths are looked at too (``stat``
     only: nothing is opened or created)."""
-    unknown = set(raw) - {"paths", "scan", "devices", "lights", "bays"}
+    unknown = set(raw) - set(SECTIONS)
     if unknown:
         raise ConfigError(
-            source,
-            f"{_name(sorted(unknown)[0])}: unknown section (known: paths, scan, devices, lights, bays)",
+            source, f"{_name(sorted(unknown)[0])}: unknown section (known: {', '.join(SECTIONS)})"
         )
     paths: PathsConfig = _section(raw, source, "paths", PathsConfig)
     scan: ScanConfig = _section(raw, source, "scan", ScanConfig)
     devices: DevicesConfig = _section(raw, source, "devices", DevicesConfig)
     lights: LightsConfig = _section(raw, source, "lights", LightsConfig)
+    filter_settings: FiltersConfig = _section(raw, source, "filters", FiltersConfig)
     if scan.mode not in MODES:
         raise ConfigError(source, f"scan.mode: must be one of {', '.join(MODES)}, not {shown(scan.mode)}")
     if lights.board_revision and not re.fullmatch(r"[0-9a-fA-F]{4,8}", lights.board_revision):
@@ -285,7 +298,7 @@ def parse_config(raw: Mapping[str, Any], source: str, *, check_folders: bool = T
             raise ConfigError(source, f"devices.match[{index}]: {err}") from err
     bays = _bays(raw.get("bays", []), source)
     _check_paths(paths, source, look=check_folders)
-    return AgentConfig(paths, scan, devices, lights, bays, source)
+    return AgentConfig(paths, scan, devices, lights, bays, source, filters=filter_settings)
 
 
 def _pseudo_filesystem(text: str) -> str | None:

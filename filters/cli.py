@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -14,15 +15,17 @@ from typing import Any, TextIO
 import numpy as np
 
 from filters.builder import FilterBuilder
-from filters.container import load_filter, write_filter
+from filters.container import EXPIRY_WARNING_DAYS, SECONDS_PER_DAY, expiry_of, load_filter, write_filter
 from filters.digests import DIGEST_KINDS, DIGEST_SIZES, digest_path
-from filters.errors import FilterRefused, UsageError, printable
+from filters.errors import FilterRefused, ImportFailed, UsageError, printable
 from filters.importers import FORMATS, ImportOptions, ImportReport
 from filters.importers.detect import parse_input_spec, read_input
 from filters.keys import TrustStore, generate_key_pair, key_id, load_private_key
 from filters.model import ContrabandFilter, derive_key, iso_time
 
 LOOKUP_BATCH = 100_000
+BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+MAX_WARN_DAYS = 3650
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,7 +43,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build.add_argument("--name", required=True)
     build.add_argument("--provider", default="")
     build.add_argument("--description", default="")
-    build.add_argument("--expires", type=parse_date, help="YYYY-MM-DD or ISO 8601 time (UTC if no zone)")
+    build.add_argument(
+        "--expires",
+        type=parse_expires,
+        help="last day YYYY-MM-DD (valid to the end of that day, UTC) or an ISO 8601 time "
+        "(UTC if no zone); must be in the future",
+    )
     build.add_argument("--not-before", type=parse_date)
     build.add_argument("--format", choices=FORMATS, help="format of every input (default: detect)")
     build.add_argument("--digests", default="sample,blake3", help="kinds computed for folder inputs")
@@ -73,6 +81,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="PUB_OR_DIR",
         help="public key file or folder of them (repeatable)",
     )
+    verify.add_argument(
+        "--warn-days",
+        type=parse_warn_days,
+        default=EXPIRY_WARNING_DAYS,
+        metavar="DAYS",
+        help=f"warn when the filter expires within DAYS days (default {EXPIRY_WARNING_DAYS}; 0: never)",
+    )
     verify.set_defaults(handler=cmd_verify)
 
     lookup = commands.add_parser("lookup", help="look files or digests up (exit 0 hit, 1 none, 2 error)")
@@ -91,6 +106,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def parse_date(text: str) -> int:
+    """Unix seconds of an ISO 8601 time (UTC if no zone); a bare date YYYY-MM-DD is that day's start."""
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError as err:
@@ -98,6 +114,40 @@ def parse_date(text: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return int(moment.timestamp())
+
+
+def parse_expires(text: str) -> int:
+    """``parse_date``, but a bare date YYYY-MM-DD is the last day of validity: the filter expires at
+    the next midnight UTC (``--expires 2026-06-30``: valid to the end of 30 June, stored as
+    2026-07-01T00:00:00Z, since a filter is not valid at or after ``expires``)."""
+    seconds = parse_date(text)
+    return seconds + SECONDS_PER_DAY if BARE_DATE.fullmatch(text.strip()) else seconds
+
+
+def parse_warn_days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a whole number of days: {text!r}") from err
+    if not 0 <= days <= MAX_WARN_DAYS:
+        raise argparse.ArgumentTypeError(f"must be 0 to {MAX_WARN_DAYS} days, not {days}")
+    return days
+
+
+def check_dates(not_before: int | None, expires: int | None, now: float) -> None:
+    """Refuse a filter that could never be used: an expiry already past, or not after --not-before."""
+    if expires is None:
+        return
+    if expires <= now:
+        given = iso_time(expires)
+        if expires % SECONDS_PER_DAY == 0:  # midnight: what a bare date gives
+            last = dt.datetime.fromtimestamp(expires - SECONDS_PER_DAY, dt.UTC).date()
+            given = f"the end of {last.isoformat()} UTC ({given})"
+        raise UsageError(
+            "--expires", f"{given} is already past; now is {iso_time(int(now))}: give a later date"
+        )
+    if not_before is not None and not_before >= expires:
+        raise UsageError("--expires", f"{iso_time(expires)} is not after --not-before {iso_time(not_before)}")
 
 
 def _csv(text: str) -> list[str]:
@@ -115,6 +165,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    check_dates(args.not_before, args.expires, time.time())
     try:
         digests = tuple(_csv(args.digests))
         options = ImportOptions(
@@ -139,14 +190,28 @@ def cmd_build(args: argparse.Namespace) -> int:
         not_before=args.not_before,
         expires=args.expires,
     )
+    paths = []
     for spec in args.inputs:
         prefix, path = parse_input_spec(spec)
+        paths.append(path)
         builder.add_all(read_input(path, prefix or args.format, options, report))
+    if not builder.summary():
+        raise ImportFailed(", ".join(paths), f"no digests to build a filter from{_why_none(report)}")
     contraband = builder.build_unsigned()
     write_filter(args.output, contraband, signing_key)
     size = args.output.stat().st_size
     _print_build_report(report, contraband, args.output, size, time.monotonic() - started)
     return 0
+
+
+def _why_none(report: ImportReport) -> str:
+    """`` (left out: 3 zero-length file; 2 bad records)``: what the inputs held instead of digests."""
+    parts = [f"{count} {reason}" for reason, count in sorted(report.left_out.items())]
+    held = "; ".join(
+        ([f"left out: {', '.join(parts)}"] if parts else [])
+        + ([f"{report.bad_count} bad records"] if report.bad_count else [])
+    )
+    return f" ({held})" if held else ""
 
 
 def _print_build_report(
@@ -241,8 +306,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except FilterRefused as err:
         print(f"refused: {err}")
         return 1
+    expiry = expiry_of(contraband.metadata, dt.datetime.now(dt.UTC), args.warn_days)
+    until = f"expires {expiry.date}" if expiry is not None else "never expires"
     print(f"valid: {args.filter} ({contraband.metadata.name}, {contraband.entry_count} entries, "
-          f"signer {contraband.signer_key_id})")  # fmt: skip
+          f"signer {contraband.signer_key_id}, {until})")  # fmt: skip
+    if expiry is not None and expiry.soon:
+        print(f"warning: {args.filter} {expiry.warning()}: deliver a newer filter before then")
     return 0
 
 

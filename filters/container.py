@@ -41,7 +41,7 @@ from filters.errors import FilterBuildError, FilterRefused
 from filters.fuse import FuseFilter, FuseGeometry
 from filters.importers import PRIORITIES
 from filters.keys import KEY_ID_BYTES, TrustStore, key_id_bytes
-from filters.model import SALT_BYTES, ContrabandFilter, FilterMetadata, FilterSet
+from filters.model import SALT_BYTES, ContrabandFilter, FilterMetadata, FilterSet, iso_time
 from filters.safe_files import read_regular_file
 from filters.strict_cbor import CborError, decode
 
@@ -54,6 +54,8 @@ MAX_FILE_BYTES = 2 << 30
 MAX_SETS = 1024
 MAX_TEXT = {"name": 256, "provider": 256, "description": 4096, "builder": 128, "category": 128}
 FILTER_SUFFIX = ".ftf"
+EXPIRY_WARNING_DAYS = 14  # a filter expiring sooner than this is warned about (filter verify, kiosk)
+SECONDS_PER_DAY = 86_400
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,36 @@ def load_filter(
         if problem:
             raise FilterRefused(path, problem)
     return contraband
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """When a filter expires, seen at some moment: ``days_left`` whole days (rounded down, 0 in its
+    last day), ``soon`` when fewer than the warning period's days are left."""
+
+    expires: int
+    days_left: int
+    soon: bool
+
+    @property
+    def date(self) -> str:
+        return iso_time(self.expires)
+
+    def warning(self) -> str:
+        """The line a person is shown: ``expires in 2 days (2026-06-03T00:00:00Z)``."""
+        if self.days_left == 0:
+            return f"expires in less than a day ({self.date})"
+        return f"expires in {self.days_left} day{'s' if self.days_left != 1 else ''} ({self.date})"
+
+
+def expiry_of(
+    metadata: FilterMetadata, now: dt.datetime, warning_days: int = EXPIRY_WARNING_DAYS
+) -> Expiry | None:
+    """The expiry of a filter valid at ``now`` (None when it never expires)."""
+    if metadata.expires is None:
+        return None
+    left = max(0, metadata.expires - int(now.timestamp()))
+    return Expiry(metadata.expires, left // SECONDS_PER_DAY, left < warning_days * SECONDS_PER_DAY)
 
 
 class _Fields:

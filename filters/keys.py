@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,20 @@ def _read_key_file(path: Path) -> bytes:
     return read_regular_file(path, MAX_KEY_FILE_BYTES, KeyFileError, "a key file")
 
 
+def _pem_holds(data: bytes, label: bytes) -> bool:
+    """Whether ``data`` has a PEM block whose label ends in ``label`` (``PRIVATE KEY`` also matches
+    ``ENCRYPTED PRIVATE KEY`` and ``OPENSSH PRIVATE KEY``): the other half of a key pair."""
+    return re.search(rb"-----BEGIN [A-Z0-9 ]*" + label + rb"-----", data) is not None
+
+
+def _twin(path: Path, suffix: str) -> str:
+    """`` (NAME.pub)`` for ``NAME.key`` and the reverse: the file of the key pair that was meant."""
+    twins = {".key": ".pub", ".pub": ".key"}
+    if twins.get(path.suffix) != suffix:
+        return ""
+    return f" ({path.with_suffix(suffix).name})"
+
+
 PrivateKeyT = TypeVar("PrivateKeyT")
 PublicKeyT = TypeVar("PublicKeyT")
 
@@ -100,6 +115,10 @@ def load_pem_private_key(path: str | os.PathLike[str], kind: type[PrivateKeyT], 
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        if _pem_holds(data, b"PUBLIC KEY"):
+            raise KeyFileError(
+                path, f"a public key, not {what}: give its private key{_twin(path, '.key')}"
+            ) from err
         raise KeyFileError(path, "not a PEM private key without a passphrase") from err
     if not isinstance(key, kind):
         raise KeyFileError(path, f"not {what}")
@@ -113,6 +132,12 @@ def load_pem_public_key(path: str | os.PathLike[str], kind: type[PublicKeyT], wh
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as err:
+        if _pem_holds(data, b"PRIVATE KEY"):
+            twin = _twin(path, ".pub")
+            reason = (
+                f"a private key, not {what}: give its public key{twin} instead, and keep this file offline"
+            )
+            raise KeyFileError(path, reason) from err
         raise KeyFileError(path, "not a PEM public key") from err
     if not isinstance(key, kind):
         raise KeyFileError(path, f"not {what}")

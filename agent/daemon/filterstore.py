@@ -26,7 +26,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.scan.exclusions import EXCLUSIONS_NAME, ExclusionList, load_exclusions
-from filters.container import FILTER_SUFFIX, load_filter
+from filters.container import EXPIRY_WARNING_DAYS, FILTER_SUFFIX, Expiry, expiry_of, load_filter
 from filters.errors import FieldtriageError, FilterRefused
 from filters.keys import TrustStore
 from filters.model import ContrabandFilter
@@ -58,10 +58,12 @@ class FilterStore:
         trust_folder: Path,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         station_key: Ed25519PublicKey | None = None,
+        expiry_warning_days: int = EXPIRY_WARNING_DAYS,
     ) -> None:
         self.filter_folder = filter_folder
         self.trust_folder = trust_folder
         self.clock = clock
+        self.expiry_warning_days = expiry_warning_days  # agent.toml filters.expiry_warning_days
         self.station_key = station_key
         self.filters: list[ContrabandFilter] = []
         self.exclusions: ExclusionList | None = None
@@ -158,13 +160,37 @@ class FilterStore:
         return None if self.exclusions is None else self.exclusions.describe()
 
     def describe(self) -> list[dict[str, object]]:
-        return [
-            {
-                "id": f.metadata.filter_id,
-                "name": f.metadata.name,
-                "file": f.source,
-                "entries": f.entry_count,
-                "signer": f.signer_key_id,
-            }
-            for f in self.filters
-        ]
+        """The filters in use, with their expiry: ``expires`` (ISO 8601 UTC, None: never),
+        ``expires_in_days`` (whole days left, 0 in the last one) and ``expiring_soon`` (fewer than
+        ``expiry_warning_days`` left)."""
+        now = self.clock()
+        described: list[dict[str, object]] = []
+        for f in self.filters:
+            expiry = self._expiry(f, now)
+            described.append(
+                {
+                    "id": f.metadata.filter_id,
+                    "name": f.metadata.name,
+                    "file": f.source,
+                    "entries": f.entry_count,
+                    "signer": f.signer_key_id,
+                    "expires": expiry.date if expiry else None,
+                    "expires_in_days": expiry.days_left if expiry else None,
+                    "expiring_soon": bool(expiry and expiry.soon),
+                }
+            )
+        return described
+
+    def _expiry(self, contraband: ContrabandFilter, now: dt.datetime) -> Expiry | None:
+        return expiry_of(contraband.metadata, now, self.expiry_warning_days)
+
+    def expiry_warnings(self) -> list[str]:
+        """One line per filter in use that expires within the warning period (``expiring_soon``):
+        ``/var/lib/fieldtriage/filters/a.ftf (lab): expires in 2 days (2026-06-03T00:00:00Z)``."""
+        now = self.clock()
+        warnings = []
+        for f in self.filters:
+            expiry = self._expiry(f, now)
+            if expiry is not None and expiry.soon:
+                warnings.append(f"{f.source} ({f.metadata.name}): {expiry.warning()}")
+        return warnings

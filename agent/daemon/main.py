@@ -76,7 +76,10 @@ class Daemon:
         self.sync = sync
         self.bays = [Bay(bay, BayLights(bay.name, lights[bay.name])) for bay in config.bays]
         self.filters = FilterStore(
-            config.paths.filters, config.paths.trust, station_key=sync.station_key if sync else None
+            config.paths.filters,
+            config.paths.trust,
+            station_key=sync.station_key if sync else None,
+            expiry_warning_days=config.filters.expiry_warning_days,
         )
         self.status_path = config.paths.runtime / "status.json"
         self.ticker = LightsTicker([b.lights for b in self.bays]) if ticker else None
@@ -279,7 +282,9 @@ class Daemon:
             self._ready_at.pop(bay.name, None)
             fault = self._fault()
             bay.phase, bay.verdict, bay.progress, bay.problem = "ready", None, None, fault
-            bay.lights.show(Signal.FAULT if fault else Signal.READY)
+            # a filter in use that expires within filters.expiry_warning_days: ready, and says so
+            expiring = not fault and bool(self.filters.expiry_warnings())
+            bay.lights.show(Signal.FAULT if fault else Signal.READY_EXPIRING if expiring else Signal.READY)
 
     def _show_idle(self) -> None:
         self._reap_and_idle(time.monotonic())
@@ -311,6 +316,7 @@ class Daemon:
             "fault": self._fault(),
             "filters": self.filters.describe(),
             "filter_problems": self.filters.problems,
+            "filter_warnings": self.filters.expiry_warnings(),
             "journal": {"healthy": self.journal_health() is None, "error": self.journal_health()},
             "bays": [b.describe() for b in self.bays],
         }

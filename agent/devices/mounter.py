@@ -48,6 +48,10 @@ from agent.devices.system import LoopHandle, MountBackend, SystemBackend, set_bl
 from filters.errors import DeviceError
 
 DETACH_TIMEOUT = 5.0
+# a device (or image file) with neither a partition table nor a filesystem on the whole of it: a
+# file that is not a disk image, or a blank or wiped disk; never green, and said so in these words
+NO_TABLE_OR_FILESYSTEM = "no partition table or filesystem found"
+NOT_AN_IMAGE = f"{NO_TABLE_OR_FILESYSTEM} (not a disk or partition image, or unformatted or damaged)"
 
 
 @dataclass
@@ -141,8 +145,12 @@ class MountedDevice:
         """Why the device cannot be checked completely (empty: every partition is mounted)."""
         found = list(self.table.problems)
         if not self.partitions:
-            found.append("no partitions and no filesystem")
-        found.extend(f"partition {p.partition.number}: {p.problem}" for p in self.partitions if p.problem)
+            found.append(f"{NO_TABLE_OR_FILESYSTEM} (empty: 0 bytes)")
+        found.extend(
+            p.problem if p.problem == NOT_AN_IMAGE else f"partition {p.partition.number}: {p.problem}"
+            for p in self.partitions
+            if p.problem
+        )
         return found
 
     @property
@@ -271,7 +279,8 @@ class Mounter:
         fs_type = result.probe.fs_type
         plans = mount_plans(fs_type, self.kernel_types, self.fuse_programs)
         if plans[0].driver == "none":
-            result.problem = plans[0].reason
+            whole = partition.type_id == "none" and not fs_type  # no table, no filesystem
+            result.problem = NOT_AN_IMAGE if whole else plans[0].reason
             return
 
         def read_at(offset: int, length: int) -> bytes:

@@ -7,6 +7,7 @@ so an officer with red-green colour blindness reads them as surely as anyone:
 | signal | top (red) | middle (amber) | bottom (green) | buzzer |
 |---|---|---|---|---|
 | ready | off | off | 0.1 s flash every 3 s | off |
+| ready, a filter expires soon | off | 0.1 s flash, 0.4 s after green's | 0.1 s flash every 3 s | off |
 | scanning | off | blinks: 1/s, 2/s past half, 4/s past 90 % | off | off |
 | scanning, priority hit found | on | blinks as scanning | off | 3 short beeps |
 | priority match | on | off | off | 3 short beeps |
@@ -37,6 +38,7 @@ from typing import NamedTuple
 class Signal(enum.Enum):
     OFF = "off"
     READY = "ready"
+    READY_EXPIRING = "ready_filter_expiring"  # ready, but a filter in use expires within the warning days
     SCANNING = "scanning"
     SCANNING_PRIORITY = "scanning_priority_hit"
     PRIORITY_MATCH = "priority_match"
@@ -77,6 +79,8 @@ def levels_at(signal: Signal, t: float, progress: float | None = None) -> Levels
     """The lights ``t`` seconds after ``signal`` began (a pure function: tests step time)."""
     if signal is Signal.READY:
         return Levels(green=_blink(t, 3.0, 0.1))
+    if signal is Signal.READY_EXPIRING:  # ready's green flash, then an amber one
+        return Levels(amber=0.4 <= t % 3.0 < 0.5, green=_blink(t, 3.0, 0.1))
     if signal in (Signal.SCANNING, Signal.SCANNING_PRIORITY):
         period = _scan_period(progress)
         amber = _blink(t, period, period / 2)

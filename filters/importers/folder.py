@@ -2,9 +2,11 @@
 
 The tree is walked without recursion, in a fixed order (names sorted by their bytes, depth first),
 and never through a symbolic link: links, FIFOs, sockets and devices are left out, and so are
-zero-length files. Each file is read once for all the kinds in ``ImportOptions.digests``; every
-digest becomes an entry with ``from_content=True``. A directory given as the input itself may be a
-symbolic link (the user named it); nothing inside it is followed.
+zero-length files. A folder holding no regular file at all (empty, or only subfolders, links and
+special files) stops the build with an error naming the folder. Each file is read once for all the
+kinds in ``ImportOptions.digests``; every digest becomes an entry with ``from_content=True``. A
+directory given as the input itself may be a symbolic link (the user named it); nothing inside it is
+followed.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def read_folder(
 
     # One iterator per open directory level, with the path of that directory relative to the input.
     stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [("", iter(top))]
+    files = 0
     while stack:
         prefix, entries = stack[-1]
         entry = next(entries, None)
@@ -66,7 +69,11 @@ def read_folder(
         elif file_type != "regular":
             report.leave_out(file_type)
         else:
+            files += 1
             yield from _file_entries(entry.path, relative, kinds, source, options, report)
+    if not files:
+        what = "the folder is empty" if not top else "only subfolders, links or special files"
+        raise ImportFailed(source, f"holds no file ({what}): nothing to build a filter from")
 
 
 def _file_entries(

@@ -27,8 +27,17 @@ import ijson
 
 from filters.errors import ImportFailed
 from filters.importers import DigestEntry, ImportOptions, ImportReport, Priority
-from filters.importers.common import ZERO_LENGTH, admit, one_line, open_binary, parse_hex_digest, quote
+from filters.importers.common import (
+    UTF8_BOM,
+    ZERO_LENGTH,
+    admit,
+    one_line,
+    open_binary,
+    parse_hex_digest,
+    quote,
+)
 
+MAX_QUOTED = 40  # bytes of a file that is not JSON quoted in its error
 RECORD_FIELDS = {"MD5": "md5", "SHA1": "sha1", "SHA256": "sha256"}
 MEDIA_FILE_FIELDS = {"MD5": "md5", "SHA1": "sha1"}
 ALTERNATIVE_KINDS = {"md5": "md5", "sha1": "sha1", "sha256": "sha256", "blake3": "blake3"}
@@ -44,7 +53,7 @@ def read_vics(
     """The entries of a VICS JSON file, streamed."""
     source = os.fspath(path)
     with open_binary(source) as stream:
-        _check_root(stream, source)
+        _check_root(stream, source, _skip_bom(stream))
         records = ijson.items(stream, "value.item")
         number = 0
         while True:
@@ -69,16 +78,33 @@ def read_vics(
                     yield entry
 
 
-def _check_root(stream: BinaryIO, source: str) -> None:
-    """Refuse a JSON document whose root has no ``value`` array; leave ``stream`` at its start.
+def _skip_bom(stream: BinaryIO) -> int:
+    """Read past a UTF-8 byte order mark (yajl refuses one); the offset where the JSON starts."""
+    peek = getattr(stream, "peek", None)
+    head = peek(len(UTF8_BOM))[: len(UTF8_BOM)] if peek is not None else b""
+    if head == UTF8_BOM:
+        stream.read(len(UTF8_BOM))
+        return len(UTF8_BOM)
+    return 0
+
+
+def _check_root(stream: BinaryIO, source: str, start: int) -> None:
+    """Refuse what is not JSON at all (a CSV, a hash list), and a JSON document whose root has no
+    ``value`` array; leave ``stream`` where the JSON starts (``start``).
 
     VICS writers put the metadata key first, so this reads only the first few events.
     """
     if not stream.seekable():
         return
     events = ijson.parse(stream)
+    first: str | None = None  # the first event, once there is one
     try:
         for prefix, event, value in events:
+            if first is None:
+                first = event
+                if event not in ("start_map", "start_array"):
+                    next(events, None)  # a lone scalar is JSON; one followed by more text is not
+                    break
             if prefix == "" and event == "start_map":
                 continue
             if prefix == "" and event != "map_key":
@@ -86,12 +112,21 @@ def _check_root(stream: BinaryIO, source: str) -> None:
             if prefix == "" and value == "value":
                 _, event, _ = next(events)
                 if event == "start_array":
-                    stream.seek(0)
+                    stream.seek(start)
                     return
                 break
     except (ijson.JSONError, StopIteration) as err:
+        if isinstance(err, ijson.JSONError) and first not in ("start_map", "start_array"):
+            raise ImportFailed(source, f"{_not_json(stream, start)}: not a VICS JSON file") from err
         raise ImportFailed(source, f"invalid JSON after record 0: {one_line(err)}") from err
     raise ImportFailed(source, 'no "value" array at the root: not a VICS JSON file')
+
+
+def _not_json(stream: BinaryIO, start: int) -> str:
+    """What the file holds instead of JSON, its first line quoted: ``not JSON (it begins 'MD5;SHA1')``."""
+    stream.seek(start)
+    line = stream.read(MAX_QUOTED).split(b"\n", 1)[0].rstrip(b"\r")
+    return f"not JSON (it begins {quote(line)})" if line else "empty file"
 
 
 def _classify(

@@ -256,3 +256,22 @@ def test_a_gpio_chip_and_board_revision() -> None:
     )
     assert (config.lights.gpio_chip, config.lights.board_revision) == (0, "c03114")
     assert parse_config({"bays": [BAY]}, "agent.toml", check_folders=False).lights.gpio_chip is None
+
+
+def test_filter_expiry_warning_days() -> None:
+    """filters.expiry_warning_days: 14 by default, 0 (never warn) to 365, whole days."""
+    assert parse_config({"bays": [BAY]}, "agent.toml", check_folders=False).filters.expiry_warning_days == 14
+    config = parse_config(
+        {"bays": [BAY], "filters": {"expiry_warning_days": 0}}, "agent.toml", check_folders=False
+    )
+    assert config.filters.expiry_warning_days == 0
+    assert "filters.expiry_warning_days: must be a whole number from 0 to 365, not 400" in refused(
+        {"bays": [BAY], "filters": {"expiry_warning_days": 400}}
+    )
+    assert "filters.expiry_warning_days: must be a whole number" in refused(
+        {"bays": [BAY], "filters": {"expiry_warning_days": 1.5}}
+    )
+    assert "filters.warn: unknown key (known: expiry_warning_days)" in refused(
+        {"bays": [BAY], "filters": {"warn": 1}}
+    )
+    assert "known: paths, scan, devices, filters, lights, bays" in refused({"bays": [BAY], "extra": {}})

@@ -104,6 +104,26 @@ def test_device_without_a_match_but_with_an_unreadable_part_is_incomplete(
     assert leftovers(Path("/nonexistent")) == []
 
 
+def test_an_image_that_is_not_a_disk_image_says_so(
+    lab: tuple[Path, Path, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``scan --image`` of a text file: "no partition table or filesystem found", exit 3 (incomplete,
+    never green), as for a blank disk in a kiosk bay; before, only "partition 0: no filesystem"."""
+    filter_path, public, _ = lab
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"synthetic notes, not a disk image\n" * 200)
+    args = ["scan", "--filter", str(filter_path), "--trust", str(public), "--image", str(notes)]
+    capsys.readouterr()
+    assert main(args) == 3
+    text = capsys.readouterr().out
+    assert "  not checked: no partition table or filesystem found (not a disk or partition image" in text
+    status, report = run_scan(capsys, *args[1:])
+    assert status == 3 and report["verdict"] == "incomplete"
+    assert report["device_problems"] == [
+        "no partition table or filesystem found (not a disk or partition image, or unformatted or damaged)"
+    ]
+
+
 def test_usage_errors_are_one_line(lab: tuple[Path, Path, bytes], tmp_path: Path) -> None:
     filter_path, public, _ = lab
     cases = [

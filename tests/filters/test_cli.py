@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import blake3
 import pytest
 
-from agent.cli import main
+from agent.cli import build_parser, main
+from filters.builder import FilterBuilder
+from filters.cli import parse_date, parse_expires
+from filters.container import SECONDS_PER_DAY, expiry_of, write_filter
 from filters.digests import digest_path
+from filters.importers import DigestEntry
+from filters.keys import generate_key_pair, load_private_key
+from filters.model import iso_time
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -153,3 +163,170 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
         assert done.stderr.startswith("fieldtriage: ")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args], cwd=REPO, capture_output=True, text=True, check=False
+    )
+
+
+def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The one line a refused command prints (exit 2, no traceback), without its prefix."""
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("fieldtriage: ")
+    return done.stderr.removeprefix("fieldtriage: ").rstrip("\n")
+
+
+@pytest.fixture
+def build_args(tmp_path: Path) -> list[str]:
+    """``filter build`` with a fresh key, named "case 12", writing out.ftf; inputs to be added."""
+    assert main(["filter", "keygen", str(tmp_path / "lab")]) == 0
+    key = str(tmp_path / "lab.key")
+    return ["filter", "build", "--key", key, "--name", "case 12", "-o", str(tmp_path / "out.ftf")]
+
+
+def icse_csv(tmp_path: Path) -> Path:
+    csv = tmp_path / "icse.csv"
+    csv.write_text("MD5;SHA1\n6463f91837140767ffd886f0aec896aa;\n")
+    return csv
+
+
+# Issue 14, item 7: each of these named the wrong thing or gave a library's message.
+
+
+def test_build_from_an_empty_folder_names_the_folder(build_args: list[str], tmp_path: Path) -> None:
+    empty = tmp_path / "known"
+    empty.mkdir()
+    line = one_error_line(run_cli(*build_args, str(empty)))
+    assert line == f"{empty}: holds no file (the folder is empty): nothing to build a filter from"
+    assert "case 12" not in line  # the filter's name, which is what it used to say
+    (empty / "blank.jpg").write_bytes(b"")
+    line = one_error_line(run_cli(*build_args, str(empty)))
+    assert line == f"{empty}: no digests to build a filter from (left out: 1 zero-length file)"
+
+
+def test_a_csv_forced_as_vics_is_not_json(build_args: list[str], tmp_path: Path) -> None:
+    csv = icse_csv(tmp_path)
+    line = one_error_line(run_cli(*build_args, "--format", "vics", str(csv)))
+    assert line == f"{csv}: not JSON (it begins 'MD5;SHA1'): not a VICS JSON file"
+
+
+def test_build_refuses_an_expiry_already_past(build_args: list[str], tmp_path: Path) -> None:
+    csv = icse_csv(tmp_path)
+    line = one_error_line(run_cli(*build_args, "--expires", "2020-01-01", str(csv)))
+    assert line.startswith(
+        "--expires: the end of 2020-01-01 UTC (2020-01-02T00:00:00Z) is already past; now is "
+    )
+    assert line.endswith(": give a later date")
+    line = one_error_line(run_cli(*build_args, "--expires", "2020-01-01T12:00:00+02:00", str(csv)))
+    assert line.startswith("--expires: 2020-01-01T10:00:00Z is already past")
+    noon = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).date().isoformat() + "T12:00:00"
+    line = one_error_line(run_cli(*build_args, "--not-before", noon, "--expires", noon, str(csv)))
+    assert line == f"--expires: {noon}Z is not after --not-before {noon}Z"
+    assert not (tmp_path / "out.ftf").exists(), "nothing was written by a refused build"
+
+
+def test_a_private_key_given_as_trust_is_named(build_args: list[str], tmp_path: Path) -> None:
+    assert run_cli(*build_args, str(icse_csv(tmp_path))).returncode == 0
+    key = tmp_path / "lab.key"
+    line = one_error_line(run_cli("filter", "verify", "--trust", str(key), str(tmp_path / "out.ftf")))
+    assert line == (
+        f"{key}: a private key, not an Ed25519 public key: give its public key (lab.pub) instead, "
+        "and keep this file offline"
+    )
+
+
+def test_a_bare_expiry_date_is_the_end_of_that_day_utc() -> None:
+    assert parse_expires("2026-06-30") == int(dt.datetime(2026, 7, 1, tzinfo=dt.UTC).timestamp())
+    assert parse_expires("2026-06-30T18:00") == int(dt.datetime(2026, 6, 30, 18, tzinfo=dt.UTC).timestamp())
+    assert parse_expires("2026-06-30T00:00:00+00:00") == int(
+        dt.datetime(2026, 6, 30, tzinfo=dt.UTC).timestamp()
+    ), "a time is taken as given, even midnight"
+    assert parse_date("2026-06-30") == int(dt.datetime(2026, 6, 30, tzinfo=dt.UTC).timestamp())
+
+
+def test_build_stores_the_end_of_the_expiry_day(
+    built: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    known, _, _ = built
+    last_day = (dt.datetime.now(dt.UTC) + dt.timedelta(days=40)).date()
+    out = tmp_path / "dated.ftf"
+    args = ["filter", "build", "--key", str(tmp_path / "lab.key"), "--name", "dated", "-o", str(out)]
+    assert main([*args, "--expires", last_day.isoformat(), str(known)]) == 0
+    capsys.readouterr()
+    assert main(["filter", "inspect", "--json", str(out)]) == 0
+    after = last_day + dt.timedelta(days=1)
+    assert json.loads(capsys.readouterr().out)["expires"] == f"{after.isoformat()}T00:00:00Z"
+
+
+def dated_filter(tmp_path: Path, key: Path, name: str, expires: int | None) -> Path:
+    builder = FilterBuilder(name=name, expires=expires)
+    builder.add(DigestEntry("md5", os.urandom(16), "known", "priority"))
+    path = tmp_path / f"{name}.ftf"
+    write_filter(path, builder.build_unsigned(), load_private_key(key))
+    return path
+
+
+def test_verify_warns_ahead_of_expiry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 14, item 9: "valid" two days before the expiry, and no date; now the date, and a
+    warning line within --warn-days (default 14); still exit 0 (the filter is valid)."""
+    key, public = generate_key_pair(tmp_path / "lab")
+    now = int(time.time())
+    soon = dated_filter(tmp_path, key, "soon", now + 2 * SECONDS_PER_DAY + 3600)
+    later = dated_filter(tmp_path, key, "later", now + 30 * SECONDS_PER_DAY + 3600)
+    never = dated_filter(tmp_path, key, "never", None)
+    date_of = {p: iso_time(now + days * SECONDS_PER_DAY + 3600) for p, days in ((soon, 2), (later, 30))}
+
+    def verify(path: Path, *extra: str) -> list[str]:
+        capsys.readouterr()
+        assert main(["filter", "verify", "--trust", str(public), *extra, str(path)]) == 0
+        return capsys.readouterr().out.splitlines()
+
+    valid, warning = verify(soon)
+    assert valid.startswith(f"valid: {soon} (soon, 1 entries, signer ") and valid.endswith(
+        f", expires {date_of[soon]})"
+    )
+    assert (
+        warning == f"warning: {soon} expires in 2 days ({date_of[soon]}): deliver a newer filter before then"
+    )
+    (valid,) = verify(later)
+    assert valid.endswith(f", expires {date_of[later]})")
+    (valid, warning) = verify(later, "--warn-days", "31")
+    assert warning.startswith(f"warning: {later} expires in 30 days ({date_of[later]})")
+    (valid,) = verify(soon, "--warn-days", "0")
+    (valid,) = verify(never)
+    assert valid.endswith(", never expires)")
+
+
+def test_expiry_days_and_warning_boundaries() -> None:
+    now = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    stamp = int(now.timestamp())
+
+    def expiry(seconds_left: int, warning_days: int = 14) -> tuple[int, bool, str]:
+        metadata = FilterBuilder(name="x", expires=stamp + seconds_left)
+        metadata.add(DigestEntry("md5", bytes(16), "known", "priority"))
+        found = expiry_of(metadata.build_unsigned().metadata, now, warning_days)
+        assert found is not None
+        return found.days_left, found.soon, found.warning()
+
+    assert expiry(14 * SECONDS_PER_DAY)[:2] == (14, False), "14 whole days left: not yet"
+    assert expiry(14 * SECONDS_PER_DAY - 1)[:2] == (13, True)
+    assert expiry(SECONDS_PER_DAY + 5)[2] == "expires in 1 day (2026-06-02T00:00:05Z)"
+    assert expiry(60)[2] == "expires in less than a day (2026-06-01T00:01:00Z)"
+    assert expiry(60, warning_days=0)[1] is False, "0: never warn"
+
+
+def test_every_option_the_inputs_doc_names_exists() -> None:
+    """docs/filter-inputs.md named --digest and --priority; the options are --digests and
+    --priority-class. Every --option the page names must be one of filter build's."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    filter_commands = next(
+        a for a in commands.choices["filter"]._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    options = set(filter_commands.choices["build"]._option_string_actions)
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", (REPO / "docs" / "filter-inputs.md").read_text()))
+    assert named, "the page names options"
+    assert named <= options, f"not options of filter build: {sorted(named - options)}"

@@ -62,3 +62,34 @@ def test_trust_store_from_folder_skips_broken_files(tmp_path: Path) -> None:
         TrustStore.from_paths([tmp_path / "nowhere"])
     with pytest.raises(KeyFileError, match="broken.pub: not a PEM public key"):
         TrustStore.from_paths([trust / "broken.pub"])
+
+
+def test_the_wrong_half_of_a_key_pair_is_named(tmp_path: Path) -> None:
+    """A private key given where the public key belongs (``--trust lab.key``) says so, and names the
+    .pub that was meant; the reverse too. Before: "not a PEM public key", which sends people to look
+    for a damaged file."""
+    private_path, public_path = generate_key_pair(tmp_path / "lab")
+    with pytest.raises(KeyFileError) as raised:
+        load_public_key(private_path)
+    assert str(raised.value) == (
+        f"{private_path}: a private key, not an Ed25519 public key: give its public key (lab.pub) "
+        "instead, and keep this file offline"
+    )
+    with pytest.raises(KeyFileError) as raised:
+        TrustStore.from_paths([private_path])
+    assert "a private key, not an Ed25519 public key" in str(raised.value)
+    with pytest.raises(KeyFileError) as raised:
+        load_private_key(public_path)
+    assert (
+        str(raised.value)
+        == f"{public_path}: a public key, not an Ed25519 private key: give its private key (lab.key)"
+    )
+    # a private key saved as *.pub in a trust folder: skipped with the same reason
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    (trust / "mixed-up.pub").write_bytes(private_path.read_bytes())
+    (problem,) = TrustStore.from_paths([trust]).problems
+    assert str(problem) == (
+        f"{trust / 'mixed-up.pub'}: a private key, not an Ed25519 public key: give its public key "
+        "instead, and keep this file offline"
+    )

@@ -75,3 +75,43 @@ def test_no_filter_and_no_key_are_reported(tmp_path: Path) -> None:
     store.refresh()
     assert store.filters == []
     assert store.problems == [f"{tmp_path / 'trust'}: no trusted provider key"]
+
+
+def test_each_filter_in_use_says_when_it_expires(tmp_path: Path) -> None:
+    """The status file's filter entries: ``expires``, ``expires_in_days``, ``expiring_soon``, and a
+    warning line per filter expiring within the warning days (agent.toml filters.expiry_warning_days)."""
+    filters, trust = tmp_path / "filters", tmp_path / "trust"
+    filters.mkdir()
+    trust.mkdir()
+    key, public = generate_key_pair(tmp_path / "provider")
+    shutil.copy(public, trust / "provider.pub")
+    stamp = int(NOW.timestamp())
+    make_filter(filters, key, "a-soon", expires=stamp + 2 * 86400 + 600)
+    make_filter(filters, key, "b-later", expires=stamp + 20 * 86400)
+    make_filter(filters, key, "c-never")
+    clock = [NOW]
+    store = FilterStore(filters, trust, clock=lambda: clock[0])
+    store.refresh()
+    described = {f["name"]: f for f in store.describe()}
+    assert {n: (f["expires"], f["expires_in_days"], f["expiring_soon"]) for n, f in described.items()} == {
+        "a-soon": ("2026-06-03T00:10:00Z", 2, True),
+        "b-later": ("2026-06-21T00:00:00Z", 20, False),
+        "c-never": (None, None, False),
+    }
+    assert store.expiry_warnings() == [
+        f"{filters / 'a-soon.ftf'} (a-soon): expires in 2 days (2026-06-03T00:10:00Z)"
+    ]
+    clock[0] = NOW + dt.timedelta(days=1)  # counted from the clock at each call
+    assert [f["expires_in_days"] for f in store.describe()] == [1, 19, None]
+    clock[0] = NOW + dt.timedelta(days=7)
+    assert store.refresh(), "a-soon expired: reloaded without it"
+    assert [(f["name"], f["expires_in_days"], f["expiring_soon"]) for f in store.describe()] == [
+        ("b-later", 13, True),
+        ("c-never", None, False),
+    ]
+    assert store.expiry_warnings() == [
+        f"{filters / 'b-later.ftf'} (b-later): expires in 13 days (2026-06-21T00:00:00Z)"
+    ]
+    quiet = FilterStore(filters, trust, clock=lambda: NOW, expiry_warning_days=0)
+    quiet.refresh()
+    assert quiet.expiry_warnings() == [] and not any(f["expiring_soon"] for f in quiet.describe())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.devices.mounter import MountedDevice, Mounter
+from agent.devices.mounter import NOT_AN_IMAGE, MountedDevice, Mounter
 
 from .conftest import ImageFactory, leftovers, random_files
 from .images import PartitionSpec, evidence_loop, image_digest, make_filesystem, pullable_device
@@ -129,9 +129,10 @@ def test_unformatted_disk_without_table(tmp_path: Path, mounter: Mounter, runtim
     image.write_bytes(os.urandom(4 << 20))
     with evidence_loop(image) as evidence, mounter.mount(evidence.path) as mounted:
         assert mounted.table.scheme == "none"
-        assert mounted.problems() == [
-            "partition 0: no filesystem recognised (unformatted, unknown or damaged)"
-        ]
+        assert mounted.problems() == [NOT_AN_IMAGE]
+        assert NOT_AN_IMAGE.startswith(
+            "no partition table or filesystem found (not a disk or partition image"
+        )
     assert evidence.sectors_written() == 0
     assert leftovers(runtime) == []
 

@@ -6,7 +6,7 @@ import errno
 from pathlib import Path
 
 from agent.devices.mount_rules import NTFS3_UNREAD
-from agent.devices.mounter import Mounter
+from agent.devices.mounter import NOT_AN_IMAGE, Mounter
 from agent.devices.probe import FilesystemProbe
 
 
@@ -139,3 +139,24 @@ def test_ntfs_is_mounted_with_ntfs3_only_without_ntfs3g_and_then_is_never_comple
         assert part.mounted and part.driver == "kernel"
         (problem,) = mounted.problems()  # besides: its zeroed boot sector cannot say if it is dirty
         assert problem.startswith(f"partition 0: {NTFS3_UNREAD}; ")
+
+
+def test_a_file_that_is_not_a_disk_image_says_so(tmp_path: Path) -> None:
+    """``scan --image notes.txt``: no partition table and no filesystem on the whole of it. Said in
+    those words (before: "partition 0: no filesystem recognised", of a partition 0 that is not
+    there); still not complete, so never green."""
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"synthetic notes, not a disk image\n" * 100)
+    backend = FakeBackend("")  # blkid finds nothing
+    mounter = Mounter(tmp_path / "run", backend, kernel_types={"vfat"}, fuse_programs=set())
+    with mounter.mount(notes) as mounted:
+        assert mounted.table.scheme == "none"
+        assert mounted.problems() == [NOT_AN_IMAGE]
+        assert NOT_AN_IMAGE.startswith("no partition table or filesystem found (")
+        assert not mounted.complete
+        (part,) = mounted.partitions
+        assert part.describe()["problem"] == NOT_AN_IMAGE
+    empty = tmp_path / "empty.img"
+    empty.write_bytes(b"")
+    with mounter.mount(empty) as mounted:
+        assert mounted.problems() == ["no partition table or filesystem found (empty: 0 bytes)"]

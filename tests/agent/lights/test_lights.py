@@ -99,3 +99,26 @@ def test_a_gpio_chip_that_does_not_exist_is_one_line() -> None:
     with pytest.raises(LightsUnavailable) as raised:
         gpio_pin_factory(9, "c03114")
     assert str(raised.value).startswith("/dev/gpiochip9: ") and "\n" not in str(raised.value)
+
+
+def test_ready_with_a_filter_expiring_soon_adds_an_amber_flash() -> None:
+    """Ready's green flash every 3 s, then an amber one 0.4 s later: still "plug a device in", and
+    "call support, a filter expires soon"; no red, no sound."""
+    times = [t / 100 for t in range(600)]
+    expiring = [levels_at(Signal.READY_EXPIRING, t) for t in times]
+    ready = [levels_at(Signal.READY, t) for t in times]
+    assert [levels.green for levels in expiring] == [levels.green for levels in ready]
+    amber = [t for t, levels in zip(times, expiring, strict=True) if levels.amber]
+    assert all(0.39 < t % 3.0 < 0.5 for t in amber) and 18 <= len(amber) <= 22, amber
+    assert {int(t // 3) for t in amber} == {0, 1}, "once in each 3 s"
+    assert not any(levels.red or levels.buzzer for levels in expiring)
+    assert not any(levels.green and levels.amber for levels in expiring), "one light at a time"
+
+
+def test_the_expiring_signal_is_in_both_tables() -> None:
+    import agent.lights.signals as signals
+
+    row = "| ready, a filter expires soon | off | 0.1 s flash, 0.4 s after green's | 0.1 s flash every 3 s |"
+    assert row in (signals.__doc__ or "")
+    operations = (Path(__file__).resolve().parents[3] / "docs" / "operations.md").read_text()
+    assert row in operations.split("## What the lights say", 1)[1].split("\n## ", 1)[0]

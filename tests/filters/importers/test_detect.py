@@ -119,7 +119,7 @@ def test_format_prefix_overrides_detection(tmp_path: Path) -> None:
     assert [str(r) for r in report.bad_records] == [f"{path}: line 3: not a hex digest: 'not a digest'"]
 
     # And a format given explicitly wins over what detection would say.
-    with pytest.raises(ImportFailed, match="invalid JSON after record 0"):
+    with pytest.raises(ImportFailed, match=r"not JSON \(it begins '# synthetic'\): not a VICS JSON file"):
         read_all(path, "vics")
 
 

@@ -222,3 +222,25 @@ def test_unknown_digest_kind_and_not_a_directory(tmp_path: Path) -> None:
     with pytest.raises(ImportFailed) as raised:
         read_all(tmp_path / "file", "folder")
     assert str(raised.value) == f"{tmp_path / 'file'}: Not a directory"
+
+
+def test_a_folder_holding_no_file_is_named(tmp_path: Path) -> None:
+    """An empty folder (or one of only subfolders and links) stops the build naming the folder and
+    saying it holds no file; before, "<filter name>: no digests to build a filter from"."""
+    empty = tmp_path / "known"
+    empty.mkdir()
+    with pytest.raises(ImportFailed) as raised:
+        read_all(empty, "folder")
+    assert (
+        str(raised.value) == f"{empty}: holds no file (the folder is empty): nothing to build a filter from"
+    )
+    (empty / "sub" / "deeper").mkdir(parents=True)
+    (empty / "link").symlink_to(tmp_path)
+    with pytest.raises(ImportFailed) as raised:
+        read_all(empty, "folder")
+    assert str(raised.value) == (
+        f"{empty}: holds no file (only subfolders, links or special files): nothing to build a filter from"
+    )
+    (empty / "sub" / "deeper" / "empty.bin").write_bytes(b"")
+    entries, report = read_all(empty, "folder")  # a file, if empty: left out, as before
+    assert entries == [] and report.left_out["zero-length file"] == 1

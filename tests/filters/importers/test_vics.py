@@ -264,3 +264,36 @@ def test_large_file_is_streamed_in_bounded_memory(tmp_path: Path) -> None:
     assert result["last"] == ["sha1", sha1s[-40:], "vics-2"]
     assert size > 20_000_000
     assert result["growth"] < size // 8, f"memory grew by {result['growth']} bytes for a {size}-byte file"
+
+
+@pytest.mark.parametrize(
+    ("content", "begins"),
+    [
+        (b"MD5;SHA1;PhotoDNA\n6463f91837140767ffd886f0aec896aa;;\n", "'MD5;SHA1;PhotoDNA'"),
+        (b"6463f91837140767ffd886f0aec896aa\n32487e4a53ba83b593ca75fd413d6a4e514bc8d4\n", "'6463f9"),
+        (b"%%%% HASHDEEP-1.0\n%%%% size,md5,filename\n", "'%%%% HASHDEEP-1.0'"),
+    ],
+)
+def test_a_file_that_is_not_json_says_so(tmp_path: Path, content: bytes, begins: str) -> None:
+    """A CSV (or a hash list, a hashdeep file) forced as VICS with --format vics: "not JSON", naming
+    the file and quoting how it begins; before, yajl's "lexical error: invalid char in json text"."""
+    path = tmp_path / "case.csv"
+    path.write_bytes(content)
+    with pytest.raises(ImportFailed) as raised:
+        read_all(path, "vics")
+    message = str(raised.value)
+    assert message.startswith(f"{path}: not JSON (it begins {begins}") and "\n" not in message
+    assert message.endswith("): not a VICS JSON file")
+    path.write_bytes(b"")
+    with pytest.raises(ImportFailed, match=r"case.csv: empty file: not a VICS JSON file"):
+        read_all(path, "vics")
+
+
+def test_a_byte_order_mark_is_skipped(tmp_path: Path) -> None:
+    """Windows tools write a UTF-8 BOM; detection already skipped it, the reader refused it."""
+    md5 = random_digest("md5")
+    path = write_vics(tmp_path / "case.json", [synthetic_record(1, 1, MD5=md5.hex())])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    for fmt in ("vics", None):
+        entries, report = read_all(path, fmt)
+        assert [e.digest for e in entries] == [md5] and report.bad_count == 0
