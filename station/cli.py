@@ -20,7 +20,7 @@ from station.findings import SEVERITY_ORDER
 from station.home import StationHome
 from station.importer import import_sources
 from station.kiosks import kiosk_overview
-from station.report import csv_report, json_report, write_html_report
+from station.report import csv_report, json_report, report_reviews, write_html_report
 from station.review_cli import add_commands as add_review_commands
 from station.scans import Scan, filter_label, load_scans
 from station.stick import prepare_stick
@@ -143,10 +143,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.format == "html":
         if args.output is None:
             raise UsageError("--output", "an HTML report needs an output folder")
-        written = write_html_report(args.output, scans, _findings(store))
+        written = write_html_report(args.output, scans, _findings(store), store, kiosk_prefix=args.kiosk)
         print(f"{len(scans)} scans: {printable(str(written[0]))}")
         return 0
-    text = csv_report(scans) if args.format == "csv" else json_report(scans, _findings(store)) + "\n"
+    reviews = report_reviews(store)
+    if args.format == "csv":
+        text = csv_report(scans, reviews)
+    else:
+        text = json_report(scans, _findings(store), reviews) + "\n"
     _emit(text, args.output)
     return 0
 

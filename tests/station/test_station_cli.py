@@ -119,7 +119,7 @@ def test_html_report_escapes_hostile_paths(imported: Path, tmp_path: Path) -> No
     status, _, _ = station("report", "--home", str(imported), "--output", str(tmp_path / "html"))
     assert status == 0
     pages = {p.name: p.read_text(encoding="utf-8") for p in (tmp_path / "html").iterdir()}
-    assert len(pages) == 4  # the overview and one page per scan
+    assert len(pages) == 5  # the scan list, the kiosk overview and one page per scan
     text = "".join(pages.values())
     assert "<script>" not in text and "\x1b" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;\\x1b[31m.jpg" in text
