@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig, load_config
-from agent.daemon.main import Daemon
+from agent.daemon.main import REFRESH_SECONDS, STATUS_SECONDS, Daemon
 from agent.daemon.notify import SystemdNotifier
 from agent.daemon.provision import provision_kiosk
-from agent.daemon.status import format_status, read_status
+from agent.daemon.status import EXIT_STATUS, agent_status, format_status
 from agent.daemon.sync import SyncSetup
 from agent.devices.mounter import Mounter
 from agent.devices.selection import DeviceSelector
@@ -34,6 +34,9 @@ from filters.errors import ConfigError, FieldtriageError, JournalError, JournalL
 from filters.keys import load_public_key
 
 DEFAULT_CONFIG = Path("/etc/fieldtriage/agent.toml")
+# The daemon rewrites its status at least every loop turn (STATUS_SECONDS, the loop waking every
+# REFRESH_SECONDS at most): not rewritten for three of those and a margin, it is taken as hung.
+STALE_SECONDS = 3 * max(STATUS_SECONDS, REFRESH_SECONDS) + 5.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,11 +64,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
         line = f"kiosk {enrollment['kiosk_id']}: enrollment file {written}"
         print(json.dumps(enrollment, indent=2) if args.json else line)
         return 0
-    if args.action == "status":
+    if args.action == "status":  # exit 0 ready, 1 fault, 3 not running (agent/daemon/status.py)
         config = load_config(args.config, check_folders=False)
-        status = read_status(config.paths.runtime / "status.json")
-        print(json.dumps(status, indent=2) if args.json else format_status(status))
-        return 0
+        report = agent_status(config.paths.runtime / "status.json", STALE_SECONDS)
+        print(json.dumps(report, indent=2, sort_keys=True) if args.json else format_status(report))
+        return EXIT_STATUS[report["state"]]
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -31,7 +31,7 @@ from agent.daemon.bay import Bay, BayWorker, JournalSink, now_iso
 from agent.daemon.filterstore import FilterStore
 from agent.daemon.notify import SystemdNotifier
 from agent.daemon.phone import PhoneWorker
-from agent.daemon.status import write_status
+from agent.daemon.status import stopped_status, write_status
 from agent.daemon.sync import SyncSetup
 from agent.devices.identity import DeviceIdentity
 from agent.devices.mounter import Mounter
@@ -346,7 +346,10 @@ class Daemon:
         except Exception as err:
             log.error("closing the journal failed: %s", err)
         self.state = "stopped"
-        self._write_status()
+        try:  # the last status says so: no filter in use, every bay off (agent status: not running)
+            write_status(self.status_path, stopped_status(self.status()))
+        except OSError as err:
+            log.error("cannot write %s: %s", self.status_path, err)
         self.source.close()
         os.close(self._wake_read)
         os.close(self._wake_write)

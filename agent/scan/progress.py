@@ -1,18 +1,39 @@
-"""A one-line progress bar on a terminal (stderr): files, bytes, rate, hits so far and ETA.
+"""The progress line on a terminal (stderr), drawn with rich: percentage, bar, files, hits so far
+(priority hits highlighted), errors, rate and ETA, redrawn in place and fitted to the terminal's
+width at every refresh (parts are left out when it is narrow, never wrapped); hits are printed above
+it as they come (paths escaped). On anything but a terminal it prints nothing.
 
-Hits are printed above the bar as they come (paths escaped). Use it as the ``on_event`` of a scan,
-only when the stream is a terminal (``ProgressBar.wanted``).
+While the walk goes on the totals are estimates (files found so far, bytes left guessed from the
+bytes read per file), so the line says ``about 34%`` (its ETA is as rough) and the file count
+``1,208/1,430+``. At 80 columns the line keeps the percentage, the bar, files, hits and the ETA;
+the bytes read, then the rate, then the errors are left out first. Example::
+
+    bar = ProgressBar(sys.stderr) if ProgressBar.wanted(sys.stderr) else None
+    report = scanner.scan(roots, bar)   # the line is cleared when the scan finishes
+
+    about 34% ━━━━━━━━━━━━╺━━━━━━━━ 1,208/1,430+ files  3 hits, 1 PRIORITY  ETA 0:12
 """
 
 from __future__ import annotations
 
+import atexit
+from dataclasses import dataclass, replace
 from typing import TextIO
 
-from agent.scan.events import ScanEvent, ScanFinished, ScanHit, ScanProgress
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.live import Live
+from rich.progress_bar import ProgressBar as RichBar
+from rich.table import Table
+from rich.text import Text
+
+from agent.scan.events import ScanEvent, ScanFinished, ScanHit, ScanProgress, ScanStarted
 from agent.scan.names import shown
 
-BAR_WIDTH = 24
-CLEAR_LINE = "\r\x1b[K"
+MIN_BAR = 10  # narrower than this, parts of the line are left out instead
+MAX_BAR = 40
+GAP = "  "
+MAX_ETA = 100 * 3600.0  # a longer ETA (a rate that has hardly started) is shown as ">100 h"
+PRIORITY_STYLE = "bold red"
 
 
 def human_bytes(count: float) -> str:
@@ -30,30 +51,108 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def render(progress: ScanProgress) -> str:
-    if progress.walk_done and progress.bytes_to_read:
-        fraction = min(1.0, progress.bytes_read / progress.bytes_to_read)
-        filled = int(fraction * BAR_WIDTH)
-        bar = f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {fraction * 100:3.0f}%"
-    else:
-        bar = "[walking" + " " * (BAR_WIDTH - 7) + "]     "
-    eta = progress.eta_s
-    parts = [
-        bar,
-        f"{progress.files_done:,}/{progress.files_found:,} files",
-        f"{human_bytes(progress.bytes_read)} read",
-        f"{human_bytes(progress.bytes_per_s)}/s",
-        f"hits {progress.hits} ({progress.priority_hits} priority)",
-    ]
-    if progress.errors:
-        parts.append(f"errors {progress.errors}")
-    parts.append(f"ETA {clock(eta)}" if eta is not None else "ETA --")
-    return "  ".join(parts)
+def fraction_of(progress: ScanProgress) -> float | None:
+    """The part done (by bytes, else by files), or None before anything is known."""
+    if progress.bytes_to_read > 0:
+        return min(1.0, progress.bytes_read / progress.bytes_to_read)
+    if progress.walk_done and progress.files_found:
+        return min(1.0, progress.files_done / progress.files_found)
+    if progress.walk_done:
+        return 1.0  # nothing to read
+    return None
+
+
+def eta_of(progress: ScanProgress) -> float | None:
+    """Seconds left: the scan's own once the walk is done, an estimate from the bytes guessed
+    left and the rate so far before."""
+    if progress.walk_done:
+        return progress.eta_s
+    if progress.bytes_per_s <= 0 or progress.bytes_to_read <= 0:
+        return None
+    return max(0.0, (progress.bytes_to_read - progress.bytes_read) / progress.bytes_per_s)
+
+
+def _hits_text(progress: ScanProgress) -> Text:
+    if not progress.hits:
+        return Text("no hits")
+    text = Text(f"{progress.hits:,} hit" + ("" if progress.hits == 1 else "s"))
+    if progress.priority_hits:
+        text.append(", ")
+        text.append(f"{progress.priority_hits:,} PRIORITY", style=PRIORITY_STYLE)
+    return text
+
+
+@dataclass
+class ProgressLine:
+    """One line for the last ``ScanProgress``, fitted to the width it is rendered at."""
+
+    progress: ScanProgress
+
+    def parts(self) -> tuple[Text, list[tuple[int, Text]]]:
+        """The percentage, then the other parts with their rank (the highest is left out first)."""
+        p = self.progress
+        about = "" if p.walk_done else "about "
+        fraction = fraction_of(p)
+        head = Text("walking" if fraction is None else f"{about}{fraction * 100:.0f}%", style="bold")
+        plus = "" if p.walk_done else "+"
+        eta = eta_of(p)
+        tail: list[tuple[int, Text]] = [
+            (0, Text(f"{p.files_done:,}/{p.files_found:,}{plus} files")),
+            (0, _hits_text(p)),
+        ]
+        if p.errors:
+            tail.append((1, Text(f"{p.errors:,} error" + ("" if p.errors == 1 else "s"), style="yellow")))
+        tail.append((3, Text(f"{human_bytes(p.bytes_read)} read")))
+        tail.append((2, Text(f"{human_bytes(p.bytes_per_s)}/s")))
+        shown_eta = "--" if eta is None else clock(eta) if eta < MAX_ETA else f">{MAX_ETA // 3600:.0f} h"
+        tail.append((0, Text(f"ETA {shown_eta}")))
+        return head, tail
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        head, tail = self.parts()
+        for drop in (4, 3, 2, 1):
+            kept = [text for rank, text in tail if rank < drop]
+            rest = Text(GAP).join(kept)
+            bar = width - head.cell_len - rest.cell_len - 2  # a space on each side of the bar
+            if bar >= MIN_BAR or drop == 1:
+                break
+        line = Table.grid(padding=(0, 1))
+        line.add_column(no_wrap=True)
+        if bar >= MIN_BAR:
+            bar = min(bar, MAX_BAR)
+            fraction = fraction_of(self.progress)
+            pulse = fraction is None
+            line.add_column(width=bar, no_wrap=True)
+            line.add_column(no_wrap=True, overflow="ellipsis")
+            line.add_row(head, RichBar(1.0, fraction or 0.0, width=bar, pulse=pulse), rest)
+        else:  # too narrow for a bar: the line is cut, never wrapped
+            text = Text.assemble(head, " ", rest)
+            text.truncate(width, overflow="ellipsis")
+            line.add_column(no_wrap=True, overflow="ellipsis", max_width=width)
+            line.add_row(text)
+        yield line
 
 
 class ProgressBar:
-    def __init__(self, stream: TextIO) -> None:
+    """A scan's ``on_event`` (see the module docstring); ``console`` for tests (a given width)."""
+
+    def __init__(self, stream: TextIO, console: Console | None = None) -> None:
         self.stream = stream
+        if console is None:
+            # force_terminal: a file is never drawn on, even with FORCE_COLOR set
+            console = Console(file=stream, force_terminal=self.wanted(stream), highlight=False)
+        self.console = console
+        # a dumb terminal cannot redraw a line in place: nothing, like a file
+        self.enabled = console.is_terminal and not console.is_dumb_terminal
+        self.live: Live | None = None
+        self.last: ScanProgress | None = None
+        self.hits = self.priority_hits = 0  # ScanHit events of this scan
+
+    def _counted(self, progress: ScanProgress) -> ScanProgress:
+        """``progress`` with the hits printed so far, which may be ahead of its counts."""
+        hits, priority = max(progress.hits, self.hits), max(progress.priority_hits, self.priority_hits)
+        return replace(progress, hits=hits, priority_hits=priority)
 
     @staticmethod
     def wanted(stream: TextIO) -> bool:
@@ -63,13 +162,47 @@ class ProgressBar:
             return False
 
     def __call__(self, event: ScanEvent) -> None:
-        if isinstance(event, ScanProgress):
-            self.stream.write(CLEAR_LINE + render(event))
+        if not self.enabled:
+            return
+        if isinstance(event, ScanStarted):
+            self._start()
+        elif isinstance(event, ScanProgress):
+            live = self.live or self._start()
+            self.last = event
+            live.update(ProgressLine(self._counted(event)), refresh=True)
         elif isinstance(event, ScanHit):
             hit = event.hit
-            label = "PRIORITY" if hit.priority else "match"
-            categories = ", ".join(hit.categories)
-            self.stream.write(f"{CLEAR_LINE}{label}: {shown(hit.path)} ({categories})\n")
+            line = Text()
+            if hit.priority:
+                line.append("PRIORITY", style=PRIORITY_STYLE)
+            else:
+                line.append("match", style="bold")
+            line.append(f": {shown(hit.path)} ({', '.join(hit.categories)})")
+            self.console.print(line, soft_wrap=False)
+            self.hits += 1
+            self.priority_hits += hit.priority
+            if self.live is not None and self.last is not None:  # the line counts it at once
+                self.live.update(ProgressLine(self._counted(self.last)), refresh=True)
         elif isinstance(event, ScanFinished):
-            self.stream.write(CLEAR_LINE)
-        self.stream.flush()
+            self.stop()
+
+    def _start(self) -> Live:
+        self.stop()
+        self.last, self.hits, self.priority_hits = None, 0, 0
+        self.live = Live(
+            Text(""),
+            console=self.console,
+            auto_refresh=False,  # redrawn at each ScanProgress (4 a second): no thread of its own
+            transient=True,  # cleared at the end: the summary follows on stdout
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self.live.start()
+        atexit.register(self.stop)  # the cursor is shown again even if the scan never finishes
+        return self.live
+
+    def stop(self) -> None:
+        live, self.live = self.live, None
+        if live is not None:
+            atexit.unregister(self.stop)
+            live.stop()

@@ -60,7 +60,7 @@ def print_summary(report: ScanReport, out: TextIO) -> None:
         )
     if report.cancelled or report.stopped_at_first_priority or c.files_not_scanned:
         why = "cancelled" if report.cancelled else "stopped at the first priority match"
-        print(f"scan {why}: {c.files_not_scanned:,} files found but not read", file=out)
+        print(f"scan {why}: {plural(c.files_not_scanned, 'file')} found but not read", file=out)
     for title, problems in (("could not read", report.errors), ("skipped", report.skipped)):
         if problems:
             print(f"{title}: {len(problems):,}", file=out)
@@ -68,7 +68,13 @@ def print_summary(report: ScanReport, out: TextIO) -> None:
                 print(f"  {shown(p.path)}: {p.reason}", file=out)
             if len(problems) > LISTED:
                 print(f"  ... {len(problems) - LISTED:,} more (see --json)", file=out)
-    print(f"time: {report.timings.elapsed_s:.2f} s with {report.timings.workers} workers", file=out)
+    workers = report.timings.workers
+    print(f"time: {report.timings.elapsed_s:.2f} s with {plural(workers, 'worker')}", file=out)
+
+
+def plural(count: int, noun: str) -> str:
+    """``plural(1, 'worker') == '1 worker'``, ``plural(1430, 'file') == '1,430 files'``."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def print_device_summary(result: DeviceScanResult, out: TextIO) -> None:

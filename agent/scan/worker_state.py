@@ -102,6 +102,10 @@ def totals_of(
         hits += t.hits
         errors += t.errors
         skipped += t.skipped
+    # A file found but never reached is not scanned: the walk had not handed it out when the scan
+    # stopped, or ^C landed in the walking thread while its batch was handed out or read.
+    reached = sum(t.files_done + t.files_not_scanned for t in tallies)
+    counts.files_not_scanned += max(0, walk.files_seen - reached)
     for problems, by_code in ((errors, counts.errors), (skipped, counts.skipped)):
         problems.sort()
         for p in problems:

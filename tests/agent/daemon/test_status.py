@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -44,8 +45,11 @@ def test_status_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     config.write_text(
         f'[paths]\nruntime = "{runtime}"\n[[bays]]\nname = "left"\nred = 17\namber = 27\ngreen = 22\n'
     )
-    assert main(["agent", "status", "--config", str(config)]) == 2
-    assert "no status file: is the agent running?" in capsys.readouterr().err
-    write_status(runtime / "status.json", STATUS)
-    assert main(["agent", "status", "--config", str(config), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["bays"][0]["progress"] == 0.42
+    assert main(["agent", "status", "--config", str(config)]) == 3
+    assert "agent: not running (pid ?)\nnot running: no status file" in capsys.readouterr().out
+    write_status(runtime / "status.json", STATUS | {"pid": os.getpid()})
+    # this test's process is not the agent (and pid 42 may be anything)
+    assert main(["agent", "status", "--config", str(config), "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["state"] == "not running" and f"process {os.getpid()} is not the agent" in report["reason"]
+    assert report["bays"] == [] and report["filters"] == []
