@@ -39,7 +39,7 @@ from agent.scan.events import ScanEvent, ScanHit, ScanProgress
 from agent.scan.exclusions import ExclusionList
 from agent.scan.names import shown
 from filters.errors import FieldtriageError, printable
-from filters.model import ContrabandFilter
+from filters.model import ContrabandFilter, iso_time
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,12 @@ class BayWorker(threading.Thread):
             signal, verdict = Signal.SYNC_DONE, "synced"
         except Exception as err:
             log.error("bay %s: sync failed: %s", bay.name, err)
-            record = {"type": "sync", "error": str(err), "token_id": token.token_id}
+            record = {
+                "type": "sync",
+                "error": str(err),
+                "token_id": token.token_id,
+                "token_created": token.created,
+            }
             signal, verdict = Signal.FAULT, "sync failed"
         record |= {"bay": bay.name, "device": self.identity.describe(), "lights_shown": [signal.value]}
         bay.phase, bay.finished = "done", now_iso()
@@ -289,7 +294,14 @@ class BayWorker(threading.Thread):
             "bay": self.bay.name,
             "device": self.identity.describe(),
             "filters": [
-                {"id": f.metadata.filter_id, "name": f.metadata.name, "signer": f.signer_key_id}
+                {
+                    "id": f.metadata.filter_id,
+                    "name": f.metadata.name,
+                    "signer": f.signer_key_id,
+                    "provider": f.metadata.provider,
+                    "created": iso_time(f.metadata.created),
+                    "expires": None if f.metadata.expires is None else iso_time(f.metadata.expires),
+                }
                 for f in self.filters
             ],
             "exclusions": None if self.exclusions is None else self.exclusions.list_id,

@@ -71,6 +71,7 @@ def run_sync(source: str, part: PartitionMount, token: SyncToken, setup: SyncSet
     return {
         "type": "sync",
         "token_id": token.token_id,
+        "token_created": token.created,  # the station's clock when it prepared the stick
         "fs_uuid": token.fs_uuid,
         "partition": part.partition.number,
         "segments_copied": [p.name for p in copied],
