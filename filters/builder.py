@@ -25,12 +25,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from filters import __version__
-from filters.container import FORMAT_VERSION
-from filters.digests import DIGEST_SIZES, SAMPLE_KIND
+from filters.blocks import BlockCollector, BlockStats
+from filters.container import format_version_for
+from filters.digests import BLOCK_KIND, DIGEST_SIZES, SAMPLE_KIND
 from filters.errors import FilterBuildError
 from filters.fuse import FuseFilter
-from filters.importers import DigestBatch, DigestEntry, Priority
-from filters.model import SALT_BYTES, ContrabandFilter, FilterMetadata, FilterSet, derive_key, derive_keys
+from filters.importers import BlockItem, DigestBatch, DigestEntry, Priority
+from filters.model import (
+    SALT_BYTES,
+    BlockSetInfo,
+    ContrabandFilter,
+    FilterMetadata,
+    FilterSet,
+    derive_key,
+    derive_keys,
+)
 
 BUILDER_NAME = f"fieldtriage {__version__}"
 
@@ -57,6 +66,7 @@ class FilterBuilder:
         expires: int | None = None,
         salt: bytes | None = None,
         seed: int | None = None,
+        block_subsample: int = 1,
     ) -> None:
         self.name = name
         self.provider = provider
@@ -66,6 +76,8 @@ class FilterBuilder:
         self.salt = salt if salt is not None else os.urandom(SALT_BYTES)
         self.seed = seed
         self._pending: dict[tuple[str, str, str], _PendingSet] = {}
+        self.blocks = BlockCollector(self.salt, block_subsample)  # block sets (filters/blocks.py)
+        self.block_stats: BlockStats | None = None  # what the last build did with the blocks
 
     def add(self, entry: DigestEntry) -> None:
         if len(entry.digest) != DIGEST_SIZES.get(entry.kind, -1):
@@ -91,31 +103,53 @@ class FilterBuilder:
         if not batch.from_content:
             pending.all_from_content = False
 
-    def add_all(self, items: Iterable[DigestEntry | DigestBatch]) -> None:
+    def add_blocks(self, item: BlockItem) -> None:
+        """The blocks of one known file, for the block set of its category and priority."""
+        self.blocks.add(item)
+
+    def add_common_blocks(self, digests: list[bytes]) -> None:
+        """Block digests of an ordinary file (``--common-blocks``): left out of every block set."""
+        self.blocks.add_common(digests)
+
+    def add_all(self, items: Iterable[DigestEntry | DigestBatch | BlockItem]) -> None:
         for item in items:
             if isinstance(item, DigestBatch):
                 self.add_batch(item)
+            elif isinstance(item, BlockItem):
+                self.add_blocks(item)
             else:
                 self.add(item)
 
     def build_unsigned(self) -> ContrabandFilter:
-        if not self._pending:
+        if not self._pending and not self.blocks:
             raise FilterBuildError(self.name, "no digests to build a filter from")
         groups = self._item_groups()
+        built = self.blocks.finish() if self.blocks else None
+        self.block_stats = built.stats if built is not None else None
+        block_slots = {(BLOCK_KIND, c, p): s for (c, p), s in built.sets.items()} if built else {}
         sets = []
-        for index, (slot, pending) in enumerate(sorted(self._pending.items())):
-            keys = np.unique(np.frombuffer(pending.keys, dtype=np.uint64))
+        for index, slot in enumerate(sorted([*self._pending, *block_slots])):
+            kind, category, priority = slot
+            block = block_slots.get(slot)
+            if block is None:
+                keys = np.unique(np.frombuffer(self._pending[slot].keys, dtype=np.uint64))
+            else:
+                keys = block.keys
             seed = None if self.seed is None else self.seed + index
             fuse = FuseFilter.build(keys, seed=seed, unique=True)
+            info = None
+            if block is not None:
+                info = BlockSetInfo(self.blocks.subsample, block.items, block.dense_items)
             sets.append(
                 FilterSet(
                     index=index,
-                    kind=pending.kind,
-                    category=pending.category,
-                    priority=pending.priority,
+                    kind=kind,
+                    category=category,
+                    priority="priority" if priority == "priority" else "other",
                     count=int(keys.size),
                     item_group=groups.get(slot),
                     fuse=fuse,
+                    block=info,
                 )
             )
         metadata = FilterMetadata(
@@ -126,27 +160,34 @@ class FilterBuilder:
             created=int(time.time()),
             not_before=self.not_before,
             expires=self.expires,
-            format_version=FORMAT_VERSION,
+            format_version=format_version_for(sets),
             builder=BUILDER_NAME,
         )
         return ContrabandFilter(metadata, self.salt, sets)
 
     def _item_groups(self) -> dict[tuple[str, str, str], int]:
-        """Sets built only from folder content with a sample set beside them share an item group.
+        """Sets built only from folder content with a sample or block set beside them share an
+        item group.
 
         A folder input computes every requested kind of every file, so within one (category,
-        priority) those sets describe exactly the same files.
+        priority) those sets describe exactly the same files (a block set: the blocks of the files
+        that have a whole 4 KiB block).
         """
         groups: dict[tuple[str, str, str], int] = {}
         by_class: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
         for slot, pending in sorted(self._pending.items()):
             if pending.all_from_content:
                 by_class.setdefault((pending.category, pending.priority), []).append(slot)
+        for category, priority in self.blocks.slots:
+            by_class.setdefault((category, priority), []).append((BLOCK_KIND, category, priority))
         for number, (_, slots) in enumerate(sorted(by_class.items())):
-            if any(kind == SAMPLE_KIND for kind, _, _ in slots) and len(slots) > 1:
+            if any(kind in (SAMPLE_KIND, BLOCK_KIND) for kind, _, _ in slots) and len(slots) > 1:
                 groups.update((slot, number) for slot in slots)
         return groups
 
     def summary(self) -> list[tuple[str, str, str, int]]:
-        """(kind, category, priority, entries added before merging duplicates) per set."""
-        return [(k, c, p, len(s.keys)) for (k, c, p), s in sorted(self._pending.items())]
+        """(kind, category, priority, entries added before merging duplicates) per set (block
+        sets: whole blocks added, before removals and subsampling)."""
+        added = [(k, c, p, len(s.keys)) for (k, c, p), s in self._pending.items()]
+        added += [(BLOCK_KIND, c, p, self.blocks.blocks_of((c, p))) for c, p in self.blocks.slots]
+        return sorted(added)

@@ -14,9 +14,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from filters.blocks import BlockCutter, read_common_digests
 from filters.builder import FilterBuilder
 from filters.container import EXPIRY_WARNING_DAYS, SECONDS_PER_DAY, expiry_of, load_filter, write_filter
-from filters.digests import DIGEST_KINDS, DIGEST_SIZES, digest_path
+from filters.digests import BLOCK_KIND, DIGEST_KINDS, DIGEST_SIZES, digest_path
 from filters.errors import FilterRefused, ImportFailed, UsageError, printable
 from filters.importers import FORMATS, ImportOptions, ImportReport
 from filters.importers.detect import parse_input_spec, read_input
@@ -51,7 +52,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     build.add_argument("--not-before", type=parse_date)
     build.add_argument("--format", choices=FORMATS, help="format of every input (default: detect)")
-    build.add_argument("--digests", default="sample,blake3", help="kinds computed for folder inputs")
+    build.add_argument(
+        "--digests",
+        default="sample,blake3",
+        help="kinds computed for folder inputs; 'block' adds a block set of every file's 4 KiB blocks",
+    )
+    build.add_argument(
+        "--block-subsample", type=int, default=1, metavar="K",
+        help="keep 1 in K blocks of each file in block sets (default 1: every probative block)",
+    )  # fmt: skip
+    build.add_argument(
+        "--common-blocks", action="append", default=[], type=Path, metavar="DIR",
+        help="a folder of ordinary files whose 4 KiB blocks are left out of block sets (repeatable)",
+    )  # fmt: skip
     build.add_argument("--category", default="known", help="category label for folder, list, hashdeep")
     build.add_argument("--priority-class", choices=("priority", "other"), default="priority")
     build.add_argument("--list-kind", choices=DIGEST_KINDS, help="digest kind of plain lists")
@@ -179,8 +192,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         raise UsageError("--digests", str(err)) from err
-    if unknown := [d for d in digests if d not in DIGEST_KINDS]:
+    if unknown := [d for d in digests if d not in (*DIGEST_KINDS, BLOCK_KIND)]:
         raise UsageError("--digests", f"unknown digest kind {unknown[0]!r}")
+    if args.common_blocks and BLOCK_KIND not in digests:
+        raise UsageError("--common-blocks", "only block sets use it: add 'block' to --digests")
+    if not 1 <= args.block_subsample <= 65536:
+        raise UsageError("--block-subsample", f"must be 1 to 65536, not {args.block_subsample}")
     signing_key = load_private_key(args.key)
     report = ImportReport(strict=args.strict)
     builder = FilterBuilder(
@@ -189,7 +206,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         description=args.description,
         not_before=args.not_before,
         expires=args.expires,
+        block_subsample=args.block_subsample,
     )
+    for folder in args.common_blocks:
+        for file_digests in read_common_digests(folder):
+            builder.add_common_blocks(file_digests)
     paths = []
     for spec in args.inputs:
         prefix, path = parse_input_spec(spec)
@@ -200,7 +221,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     contraband = builder.build_unsigned()
     write_filter(args.output, contraband, signing_key)
     size = args.output.stat().st_size
-    _print_build_report(report, contraband, args.output, size, time.monotonic() - started)
+    _print_build_report(report, contraband, args.output, size, time.monotonic() - started, builder)
     return 0
 
 
@@ -215,7 +236,12 @@ def _why_none(report: ImportReport) -> str:
 
 
 def _print_build_report(
-    report: ImportReport, contraband: ContrabandFilter, output: Path, size: int, seconds: float
+    report: ImportReport,
+    contraband: ContrabandFilter,
+    output: Path,
+    size: int,
+    seconds: float,
+    builder: FilterBuilder,
 ) -> None:
     print("inputs:")
     for source, count in sorted(report.records.items()):
@@ -230,10 +256,21 @@ def _print_build_report(
             print(f"  {printable(str(bad))}")
         if report.bad_count > 20:
             print(f"  ... and {report.bad_count - 20} more")
+    if builder.block_stats is not None:
+        b = builder.block_stats
+        print(
+            f"blocks: {b.blocks} whole 4 KiB blocks of {b.items} files ({b.copies} exact copies merged); "
+            f"left out: {b.pattern} repeated byte or short pattern, {b.shared} in more than one item, "
+            f"{b.common} in the common blocks ({b.common_corpus_blocks} distinct), "
+            f"{b.not_sampled} by 1-in-{builder.blocks.subsample} subsampling; kept {b.kept}"
+        )
     print("sets:")
     for s in contraband.sets:
         group = f", item group {s.item_group}" if s.item_group is not None else ""
-        print(f"  {s.index}: {s.kind:7} {s.category} ({s.priority}): {s.count} entries{group}")
+        block = ""
+        if s.block is not None:
+            block = f", 1 in {s.block.subsample} blocks, {s.block.dense_items} of {s.block.items} items dense"
+        print(f"  {s.index}: {s.kind:7} {s.category} ({s.priority}): {s.count} entries{group}{block}")
     entries = max(contraband.entry_count, 1)
     print(
         f"wrote {output}: {size} bytes, {size / entries:.2f} bytes per entry, "
@@ -267,6 +304,15 @@ def describe(contraband: ContrabandFilter, signature: str) -> dict[str, Any]:
                 "count": s.count,
                 "item_group": s.item_group,
                 "bytes": int(s.fuse.fingerprints.nbytes),
+                **(
+                    {}
+                    if s.block is None
+                    else {
+                        "subsample": s.block.subsample,
+                        "items": s.block.items,
+                        "dense_items": s.block.dense_items,
+                    }
+                ),
             }
             for s in contraband.sets
         ],
@@ -295,7 +341,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for s in info["sets"]:
         group = f" item group {s['item_group']}" if s["item_group"] is not None else ""
         print(f"set {s['index']:<11} {s['kind']:7} {s['category']} ({s['priority']}) ", end="")
-        print(f"{s['count']} entries{group}")
+        block = ""
+        if "subsample" in s:
+            block = f", 1 in {s['subsample']} blocks, {s['dense_items']} of {s['items']} items dense"
+        print(f"{s['count']} entries{group}{block}")
     return 0
 
 
@@ -329,18 +378,36 @@ def parse_digest_query(text: str) -> tuple[str, bytes]:
     return kind, digest
 
 
-def _result_line(query: str, contraband: ContrabandFilter, hits: list[int]) -> str:
+def _result_line(
+    query: str, contraband: ContrabandFilter, hits: list[int], blocks: dict[str, Any] | None = None
+) -> str:
     sets = [contraband.sets[i] for i in hits]
-    return json.dumps(
-        {
-            "query": query,
-            "matched": bool(sets),
-            "priority": any(s.priority == "priority" for s in sets),
-            "sets": [
-                {"set": s.index, "kind": s.kind, "category": s.category, "priority": s.priority} for s in sets
-            ],
-        }
-    )
+    line: dict[str, Any] = {
+        "query": query,
+        "matched": bool(sets),
+        "priority": any(s.priority == "priority" for s in sets),
+        "sets": [
+            {"set": s.index, "kind": s.kind, "category": s.category, "priority": s.priority} for s in sets
+        ],
+    }
+    if blocks is not None:
+        line["blocks"] = blocks
+    return json.dumps(line)
+
+
+def _file_blocks(path: Path, contraband: ContrabandFilter) -> dict[str, Any] | None:
+    """How many of a file's whole 4 KiB blocks each block set holds (None: the filter has none)."""
+    if not contraband.block_sets:
+        return None
+    cutter = BlockCutter()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            cutter.feed(chunk)
+    found = contraband.lookup_many(BLOCK_KIND, cutter.digests)
+    return {
+        "whole_blocks": len(cutter.digests),
+        "sets": [{"set": s.index, "found": len(indices)} for s, indices in found],
+    }
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
@@ -352,13 +419,14 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     for path in args.file:
         try:
             digests = digest_path(path, contraband.kinds) if path.stat().st_size else {}
+            blocks = _file_blocks(path, contraband)
         except OSError as err:
             print(f"fieldtriage: {printable(str(path))}: {err.strerror or err}", file=sys.stderr)
             errors += 1
             continue
         hits = [m.filter_set.index for m in contraband.lookup(digests)]
         matched += bool(hits)
-        out.write(_result_line(f"file:{path}", contraband, hits) + "\n")
+        out.write(_result_line(f"file:{path}", contraband, hits, blocks) + "\n")
     for text in args.digest:
         try:
             kind, digest = parse_digest_query(text)

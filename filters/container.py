@@ -36,18 +36,24 @@ import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from filters.digests import DIGEST_KINDS
+from filters.digests import BLOCK_KIND, DIGEST_KINDS, SET_KINDS
 from filters.errors import FilterBuildError, FilterRefused
 from filters.fuse import FuseFilter, FuseGeometry
 from filters.importers import PRIORITIES
 from filters.keys import KEY_ID_BYTES, TrustStore, key_id_bytes
-from filters.model import SALT_BYTES, ContrabandFilter, FilterMetadata, FilterSet, iso_time
+from filters.model import SALT_BYTES, BlockSetInfo, ContrabandFilter, FilterMetadata, FilterSet, iso_time
 from filters.safe_files import read_regular_file
 from filters.strict_cbor import CborError, decode
 
 FORMAT_NAME = "fieldtriage-filter"
 ENVELOPE_VERSION = 1
-FORMAT_VERSION = 2  # 2: the sample digest samples aligned 4 KiB blocks (docs/filter-format.md, section 6)
+# 2: the sample digest samples aligned 4 KiB blocks (docs/filter-format.md, section 6); 3: block sets
+# (section 7). A filter without a block set is written as version 2, which earlier kiosks read.
+FORMAT_VERSION = 3
+FORMAT_VERSIONS = (2, 3)  # read
+BLOCK_FORMAT_VERSION = 3
+BLOCK_SIZE = 4096
+MAX_SUBSAMPLE = 1 << 16
 SIGNATURE_CONTEXT = b"fieldtriage filter signature v1\x00"
 SIGNATURE_BYTES = 64
 MAX_FILE_BYTES = 2 << 30
@@ -65,10 +71,39 @@ class Envelope:
     payload: memoryview
 
 
+def format_version_for(sets: list[FilterSet]) -> int:
+    """The lowest format version that holds ``sets``: 3 with a block set, else 2."""
+    return BLOCK_FORMAT_VERSION if any(s.kind == BLOCK_KIND for s in sets) else 2
+
+
+def _set_map(s: FilterSet) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "kind": s.kind,
+        "category": s.category,
+        "priority": s.priority,
+        "count": s.count,
+        "item_group": s.item_group,
+        "seed": s.fuse.seed,
+        "segment_length": s.fuse.geometry.segment_length,
+        "segment_count_length": s.fuse.geometry.segment_count_length,
+        "array_length": s.fuse.geometry.array_length,
+        "fingerprints": s.fuse.fingerprints.astype("<u4", copy=False).tobytes(),
+    }
+    if s.kind == BLOCK_KIND:
+        info = s.block or BlockSetInfo(1, 0, 0)
+        out |= {
+            "block_size": info.block_size,
+            "subsample": info.subsample,
+            "items": info.items,
+            "dense_items": info.dense_items,
+        }
+    return out
+
+
 def encode_payload(contraband: ContrabandFilter) -> bytes:
     meta = contraband.metadata
     payload: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
+        "format_version": format_version_for(contraband.sets),
         "filter_id": meta.filter_id,
         "name": meta.name,
         "provider": meta.provider,
@@ -78,21 +113,7 @@ def encode_payload(contraband: ContrabandFilter) -> bytes:
         "expires": meta.expires,
         "builder": meta.builder,
         "salt": contraband.salt,
-        "sets": [
-            {
-                "kind": s.kind,
-                "category": s.category,
-                "priority": s.priority,
-                "count": s.count,
-                "item_group": s.item_group,
-                "seed": s.fuse.seed,
-                "segment_length": s.fuse.geometry.segment_length,
-                "segment_count_length": s.fuse.geometry.segment_count_length,
-                "array_length": s.fuse.geometry.array_length,
-                "fingerprints": s.fuse.fingerprints.astype("<u4", copy=False).tobytes(),
-            }
-            for s in contraband.sets
-        ],
+        "sets": [_set_map(s) for s in contraband.sets],
     }
     encoded: bytes = cbor2.dumps(payload, canonical=True)
     return encoded
@@ -279,6 +300,7 @@ SET_FIELDS = {
     "kind", "category", "priority", "count", "item_group", "seed", "segment_length",
     "segment_count_length", "array_length", "fingerprints",
 }  # fmt: skip
+BLOCK_SET_FIELDS = {"block_size", "subsample", "items", "dense_items"}  # block sets only (version 3)
 
 
 def _filter_from_payload(path: Path, payload: object, signer: str, size: int) -> ContrabandFilter:
@@ -288,7 +310,7 @@ def _filter_from_payload(path: Path, payload: object, signer: str, size: int) ->
         raise FilterRefused(
             path, "filter format version 1 (an older sample digest): rebuild it with this release"
         )
-    if version != FORMAT_VERSION:
+    if version not in FORMAT_VERSIONS:
         raise FilterRefused(path, f"unsupported filter format version {version}")
     metadata = FilterMetadata(
         filter_id=fields.text("filter_id"),
@@ -305,12 +327,15 @@ def _filter_from_payload(path: Path, payload: object, signer: str, size: int) ->
     raw_sets = fields._get("sets")
     if not isinstance(raw_sets, list) or not 0 < len(raw_sets) <= MAX_SETS:
         raise FilterRefused(path, f"payload: field 'sets' must list 1 to {MAX_SETS} sets")
-    sets = [_set_from_fields(path, index, raw) for index, raw in enumerate(raw_sets)]
+    sets = [_set_from_fields(path, index, raw, version) for index, raw in enumerate(raw_sets)]
     return ContrabandFilter(metadata, salt, sets, signer_key_id=signer, source=str(path), size=size)
 
 
-def _set_from_fields(path: Path, index: int, raw: object) -> FilterSet:
-    fields = _Fields(path, f"set {index}", raw, SET_FIELDS)
+def _set_from_fields(path: Path, index: int, raw: object, version: int) -> FilterSet:
+    is_block = isinstance(raw, dict) and raw.get("kind") == BLOCK_KIND
+    if is_block and version < BLOCK_FORMAT_VERSION:
+        raise FilterRefused(path, f"set {index}: a block set needs format version {BLOCK_FORMAT_VERSION}")
+    fields = _Fields(path, f"set {index}", raw, SET_FIELDS | BLOCK_SET_FIELDS if is_block else SET_FIELDS)
     count = fields.required_uint("count", 1 << 32)
     geometry = FuseGeometry(
         segment_length=fields.required_uint("segment_length", 1 << 32),
@@ -322,12 +347,23 @@ def _set_from_fields(path: Path, index: int, raw: object) -> FilterSet:
     table = fields.blob("fingerprints", geometry.array_length * 4)
     fingerprints = np.frombuffer(table, dtype="<u4").astype(np.uint32, copy=False)
     priority = fields.text("priority", PRIORITIES)
+    block = None
+    if is_block:
+        if fields.required_uint("block_size") != BLOCK_SIZE:
+            raise FilterRefused(path, f"set {index}: field 'block_size' is not {BLOCK_SIZE}")
+        subsample = fields.required_uint("subsample", MAX_SUBSAMPLE + 1)
+        items = fields.required_uint("items", 1 << 32)
+        dense = fields.required_uint("dense_items", 1 << 32)
+        if subsample < 1 or dense > items:
+            raise FilterRefused(path, f"set {index}: 'subsample' below 1 or more dense items than items")
+        block = BlockSetInfo(subsample, items, dense, BLOCK_SIZE)
     return FilterSet(
         index=index,
-        kind=fields.text("kind", DIGEST_KINDS),
+        kind=fields.text("kind", SET_KINDS if version >= BLOCK_FORMAT_VERSION else DIGEST_KINDS),
         category=fields.text("category"),
         priority="priority" if priority == "priority" else "other",
         count=count,
         item_group=fields.uint("item_group", 1 << 32, optional=True),
         fuse=FuseFilter(fields.required_uint("seed"), geometry, fingerprints),
+        block=block,
     )

@@ -25,7 +25,9 @@ import blake3
 
 SAMPLE_KIND = "sample"
 WHOLE_FILE_KINDS = ("md5", "sha1", "sha256", "blake3")
-DIGEST_KINDS = (*WHOLE_FILE_KINDS, SAMPLE_KIND)
+DIGEST_KINDS = (*WHOLE_FILE_KINDS, SAMPLE_KIND)  # the kinds of a file's digests
+BLOCK_KIND = "block"  # a set of 4 KiB blocks of known files (filters/blocks.py), not of whole files
+SET_KINDS = (*DIGEST_KINDS, BLOCK_KIND)  # the kinds a filter's sets can have
 DIGEST_SIZES = {"md5": 16, "sha1": 20, "sha256": 32, "blake3": 32, SAMPLE_KIND: 32}
 KIND_BY_SIZE = {16: "md5", 20: "sha1"}  # 32-byte digests are ambiguous: sha256 or blake3
 

@@ -7,7 +7,9 @@ filter reveals no digest: it can only answer "is this one in?".
 
 Sets with the same ``item_group`` describe the same items (built from the same files): a ``sample``
 set then covers the whole-file sets of its group, and a scanner may read only samples, confirming a
-sample hit with a whole-file digest.
+sample hit with a whole-file digest. A ``block`` set (format version 3, ``filters/blocks.py``) holds
+keys of 4 KiB blocks of known files, looked up by a kiosk's block sample of a raw device, never per
+file; ``FilterSet.block`` says how it was built (1-in-k subsampling, items).
 
 Example::
 
@@ -30,7 +32,7 @@ import blake3
 import numpy as np
 import numpy.typing as npt
 
-from filters.digests import SAMPLE_KIND
+from filters.digests import BLOCK_KIND, SAMPLE_KIND
 from filters.fuse import FuseFilter
 from filters.importers import Priority
 
@@ -53,6 +55,19 @@ def derive_keys(salt: bytes, kind: str, digests: Sequence[bytes]) -> npt.NDArray
 
 
 @dataclass(frozen=True)
+class BlockSetInfo:
+    """How a ``block`` set was built: 1 in ``subsample`` blocks of each file kept (the first
+    probative block of each window of that many), from ``items`` known files with at least one
+    whole block, of which ``dense_items`` have a kept block in every window (docs/block-sampling.md:
+    the confidence statement holds for those)."""
+
+    subsample: int
+    items: int
+    dense_items: int
+    block_size: int = 4096
+
+
+@dataclass(frozen=True)
 class FilterSet:
     index: int
     kind: str
@@ -61,6 +76,7 @@ class FilterSet:
     count: int
     item_group: int | None
     fuse: FuseFilter = field(repr=False, compare=False)
+    block: BlockSetInfo | None = None  # set for (and only for) a block set
 
     def describe(self) -> str:
         return f"set {self.index} ({self.kind}, {self.category}, {self.priority})"
@@ -126,8 +142,13 @@ class ContrabandFilter:
 
     @property
     def kinds(self) -> tuple[str, ...]:
-        """The digest kinds some set of this filter needs."""
-        return tuple(self._sets_by_kind)
+        """The file digest kinds some set of this filter needs (block sets are looked up by block
+        samples of a device, never by a file's digests)."""
+        return tuple(kind for kind in self._sets_by_kind if kind != BLOCK_KIND)
+
+    @property
+    def block_sets(self) -> list[FilterSet]:
+        return self._sets_by_kind.get(BLOCK_KIND, [])
 
     def sets_of_kind(self, kind: str) -> list[FilterSet]:
         return self._sets_by_kind.get(kind, [])
@@ -176,13 +197,14 @@ class ContrabandFilter:
         return {
             s.index: samples[s.item_group]
             for s in self.sets
-            if s.kind != SAMPLE_KIND and s.item_group in samples
+            if s.kind not in (SAMPLE_KIND, BLOCK_KIND) and s.item_group in samples
         }
 
     def fully_covered_by_samples(self) -> bool:
-        """True when every whole-file set is covered by a sample set of the same items."""
+        """True when every whole-file set is covered by a sample set of the same items (block sets
+        are no file's business)."""
         cover = self.sample_cover()
-        return all(s.kind == SAMPLE_KIND or s.index in cover for s in self.sets)
+        return all(s.kind in (SAMPLE_KIND, BLOCK_KIND) or s.index in cover for s in self.sets)
 
     @property
     def entry_count(self) -> int:

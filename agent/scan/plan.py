@@ -11,6 +11,11 @@ Modes:
   whole-file sets of a sample set's group are looked up only to confirm a sample hit (the whole file
   is then read); otherwise the filter is scanned as in ``full``.
 
+In every mode a ``block`` set (4 KiB blocks of known files) has the role ``block_sample``: the block
+sample of a raw device looks it up (``agent/scan/blocks.py``), never a file's digests. Its items
+count as checked by the file scan only when a file-level set of the same item group is checked;
+otherwise nothing checked the files against them and the scan is never ``no_match``.
+
 Example::
 
     >>> from filters.builder import FilterBuilder
@@ -31,13 +36,13 @@ from typing import Literal
 
 from agent.scan.exclusions import ExclusionList
 from agent.scan.report import FilterSummary, Problem, SetSummary
-from filters.digests import SAMPLE_KIND, normalise_kinds
+from filters.digests import BLOCK_KIND, SAMPLE_KIND, normalise_kinds
 from filters.errors import UsageError
 from filters.model import ContrabandFilter, SetMatch
 
 Mode = Literal["auto", "quick", "full"]
 MODES: tuple[Mode, ...] = ("auto", "quick", "full")
-SetRole = Literal["consulted", "confirm_only", "skipped"]
+SetRole = Literal["consulted", "confirm_only", "skipped", "block_sample"]
 
 
 @dataclass(frozen=True)
@@ -82,11 +87,33 @@ class FilterPlan:
         )
 
     def unchecked_sets(self) -> list[int]:
-        """Skipped sets whose items no consulted sample set covers: nothing checked them."""
-        return [i for i, role in self.roles.items() if role == "skipped" and i not in self.cover]
+        """Skipped sets whose items no consulted sample set covers, and block sets whose items no
+        checked file-level set holds: nothing checked the files against them."""
+        skipped = [i for i, role in self.roles.items() if role == "skipped" and i not in self.cover]
+        return skipped + [
+            i for i, role in self.roles.items() if role == "block_sample" and not self._files_hold(i)
+        ]
+
+    def _files_hold(self, block_set: int) -> bool:
+        """True when a file-level set with the items of ``block_set`` (same item group) is checked."""
+        group = self.contraband.sets[block_set].item_group
+        return group is not None and any(
+            s.item_group == group and self.roles[s.index] in ("consulted", "confirm_only")
+            for s in self.contraband.sets
+            if s.kind != BLOCK_KIND
+        )
 
     def skipped_reason(self, index: int) -> str | None:
         role = self.roles[index]
+        if role == "block_sample" and not self._files_hold(index):
+            return (
+                "looked up by the block sample of a device, not per file; no file-level set holds "
+                "these items: files were not checked against them"
+            )
+        if role == "block_sample":
+            return (
+                "looked up by the block sample of a device, not per file (its items are checked as files too)"
+            )
         if role == "skipped" and index not in self.cover:
             return "quick mode consults only sample sets, and no sample set covers these items: not checked"
         if role == "skipped":
@@ -161,7 +188,9 @@ def _plan_filter(contraband: ContrabandFilter, mode: Mode) -> FilterPlan:
     roles: dict[int, SetRole] = {}
     has_samples = any(s.kind == SAMPLE_KIND for s in contraband.sets)
     for s in contraband.sets:
-        if s.kind == SAMPLE_KIND or mode == "full":
+        if s.kind == BLOCK_KIND:
+            roles[s.index] = "block_sample"
+        elif s.kind == SAMPLE_KIND or mode == "full":
             roles[s.index] = "consulted"
         elif mode == "quick":
             roles[s.index] = "skipped"

@@ -57,15 +57,33 @@ class DigestBatch:
         ]
 
 
-Item = DigestEntry | DigestBatch
+@dataclass(frozen=True)
+class BlockItem:
+    """The 4 KiB blocks of one known file, for a ``block`` set (``filters/blocks.py``).
+
+    ``digests``: the BLAKE3 of every whole 4 KiB block at a file offset that is a multiple of 4096,
+    in file order (the final partial block is left out); ``patterns``: one byte per block, 1 when
+    the block is one repeated byte or a short repeating pattern (never probative); ``identity``:
+    equal for exact copies of one file, which are one item.
+    """
+
+    category: str
+    priority: Priority
+    digests: list[bytes]
+    patterns: bytes
+    identity: bytes
+    source: str = ""
+
+
+Item = DigestEntry | DigestBatch | BlockItem
 
 
 def entries_of(items: Iterable[Item]) -> Iterator[DigestEntry]:
-    """Every entry of a reader's output, batches unpacked."""
+    """Every entry of a reader's output, batches unpacked (block items are not entries)."""
     for item in items:
         if isinstance(item, DigestBatch):
             yield from item.entries()
-        else:
+        elif isinstance(item, DigestEntry):
             yield item
 
 
@@ -100,6 +118,7 @@ class ImportReport:
     accepted: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     records: Counter[str] = field(default_factory=Counter)
     left_out: Counter[str] = field(default_factory=Counter)
+    blocks: Counter[str] = field(default_factory=Counter)  # 4 KiB blocks read per input (block sets)
     bad_records: list[BadRecord] = field(default_factory=list)
     bad_count: int = 0
     max_kept: int = 1000
@@ -120,6 +139,10 @@ class ImportReport:
     def accept_batch(self, source: str, batch: DigestBatch) -> None:
         self.accepted[(batch.kind, batch.category, batch.priority)] += len(batch.digests)
         self.records[source] += len(batch.digests)
+
+    def accept_blocks(self, source: str, item: BlockItem) -> None:
+        self.accepted[("block", item.category, item.priority)] += len(item.digests)
+        self.blocks[source] += len(item.digests)
 
     def leave_out(self, reason: str) -> None:
         """Count a record deliberately not imported (for example VICS category 0)."""

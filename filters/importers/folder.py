@@ -4,7 +4,9 @@ The tree is walked without recursion, in a fixed order (names sorted by their by
 and never through a symbolic link: links, FIFOs, sockets and devices are left out, and so are
 zero-length files. A folder holding no regular file at all (empty, or only subfolders, links and
 special files) stops the build with an error naming the folder. Each file is read once for all the
-kinds in ``ImportOptions.digests``; every digest becomes an entry with ``from_content=True``. A
+kinds in ``ImportOptions.digests``; every digest becomes an entry with ``from_content=True``. With
+the kind ``block`` among them, the same read also cuts the file into 4 KiB blocks, which become one
+``BlockItem`` per file with a whole block (``filters/blocks.py``). A
 directory given as the input itself may be a symbolic link (the user named it); nothing inside it is
 followed.
 """
@@ -15,9 +17,10 @@ import os
 import stat
 from collections.abc import Iterator
 
-from filters.digests import digest_fd, normalise_kinds
+from filters.blocks import digest_fd_with_blocks
+from filters.digests import BLOCK_KIND, digest_fd, normalise_kinds
 from filters.errors import ImportFailed, printable
-from filters.importers import DigestEntry, ImportOptions, ImportReport
+from filters.importers import BlockItem, DigestEntry, ImportOptions, ImportReport
 from filters.importers.common import ZERO_LENGTH, admit, os_reason
 
 _OPEN_FLAGS = (
@@ -36,15 +39,18 @@ class _NotRegular(Exception):
 
 def read_folder(
     path: str | os.PathLike[str], options: ImportOptions, report: ImportReport
-) -> Iterator[DigestEntry]:
+) -> Iterator[DigestEntry | BlockItem]:
     """The entries of every regular file under ``path``; unreadable files are bad records ``file P``."""
     source = os.fspath(path)
+    blocks = BLOCK_KIND in options.digests
     try:
-        kinds = normalise_kinds(options.digests)
+        kinds = normalise_kinds(k for k in options.digests if k != BLOCK_KIND)
     except ValueError as err:
         raise ImportFailed(source, str(err)) from err
-    if not kinds:
+    if not kinds and not blocks:
         raise ImportFailed(source, "no digest kinds asked for")
+    if blocks:
+        kinds = (*kinds, BLOCK_KIND)
     try:
         top = _sorted_entries(source)
     except OSError as err:
@@ -83,26 +89,38 @@ def _file_entries(
     source: str,
     options: ImportOptions,
     report: ImportReport,
-) -> Iterator[DigestEntry]:
+) -> Iterator[DigestEntry | BlockItem]:
     try:
-        digests = _digest_regular_file(path, kinds)
+        read = _digest_regular_file(path, kinds)
     except _NotRegular:
         report.leave_out("not a regular file")
         return
     except OSError as err:
         report.bad(source, f"file {printable(relative)}", os_reason(err))
         return
-    if digests is None:
+    if read is None:
         report.leave_out(ZERO_LENGTH)
         return
+    digests, item = read
     for kind in kinds:
+        if kind == BLOCK_KIND:
+            continue
         entry = DigestEntry(kind, digests[kind], options.category, options.priority, from_content=True)
         if admit(report, source, entry):
             yield entry
+    if item is not None and item.digests:
+        item = BlockItem(
+            options.category, options.priority, item.digests, item.patterns, item.identity, relative
+        )
+        report.accept_blocks(source, item)
+        yield item
 
 
-def _digest_regular_file(path: str, kinds: tuple[str, ...]) -> dict[str, bytes] | None:
-    """The digests of the file at ``path`` (one read), or None if it is empty."""
+def _digest_regular_file(
+    path: str, kinds: tuple[str, ...]
+) -> tuple[dict[str, bytes], BlockItem | None] | None:
+    """The digests of the file at ``path`` and, with ``block`` among ``kinds``, its blocks (one
+    read), or None if it is empty."""
     fd = os.open(path, _OPEN_FLAGS)
     try:
         info = os.fstat(fd)
@@ -110,7 +128,10 @@ def _digest_regular_file(path: str, kinds: tuple[str, ...]) -> dict[str, bytes] 
             raise _NotRegular
         if info.st_size == 0:
             return None
-        return digest_fd(fd, info.st_size, kinds)
+        if BLOCK_KIND not in kinds:
+            return digest_fd(fd, info.st_size, kinds), None
+        digests, cutter = digest_fd_with_blocks(fd, info.st_size, kinds)
+        return digests, cutter.item(info.st_size, "", "other")
     finally:
         os.close(fd)
 

@@ -146,7 +146,7 @@ def test_expired_and_not_yet_valid(tmp_path: Path, provider: Provider) -> None:
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
-        (lambda p: p.update(format_version=3), "unsupported filter format version 3"),
+        (lambda p: p.update(format_version=4), "unsupported filter format version 4"),
         (lambda p: p.update(format_version=1), "format version 1 (an older sample digest): rebuild"),
         (lambda p: p.update(extra=1), "unknown field 'extra'"),
         (lambda p: p.pop("salt"), "missing field 'salt'"),
