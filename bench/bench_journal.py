@@ -27,6 +27,7 @@ from agent.journal.records import scan_finished_record, scan_started_record
 from agent.journal.tail import segment_files
 from station.home import StationHome
 from station.importer import import_sources
+from tests.agent.journal.helpers import enroll
 
 
 def machine(folder: Path) -> str:
@@ -157,6 +158,7 @@ def main() -> None:
     rows.append(("journal bytes per scan (3 records: 3 hits, 10 errors)", f"{per_scan:,.0f} B"))
     rows.append(("  of which record content (CBOR, before sealing)", f"{plaintext_per_scan:,} B"))
 
+    enroll(home, base / "device.key")  # only an enrolled kiosk's journal imports
     started = time.perf_counter()
     summary = import_sources(home, [base / "journal", base / "scans"])
     import_elapsed = time.perf_counter() - started

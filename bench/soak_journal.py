@@ -26,6 +26,7 @@ from agent.journal.tail import segment_files
 from station.home import StationHome
 from station.importer import import_sources
 from station.store import Store, body_from_json
+from tests.agent.journal.helpers import enroll
 from tests.agent.journal.power_cut import run_driver
 
 
@@ -63,6 +64,7 @@ def soak(root: Path, kills: int, seed: int) -> list[str]:
     run = run_driver(journal, root / "device.key", home.journal_public_path, kills, seed)
     killing = time.monotonic() - started
     export_segments(journal, root / "stick")
+    enroll(home, root / "device.key")  # only an enrolled kiosk's journal imports
     summary = import_sources(home, [root / "stick"])
     store = Store.open(home.database_path)
     imported = {str(body_from_json(b).get("id")) for (b,) in store.query("SELECT body FROM records")}

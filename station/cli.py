@@ -1,7 +1,8 @@
 """``fieldtriage station ...``: the unit workstation's commands.
 
 init (keys), import (verify, decrypt, store), report (HTML/CSV/JSON), export-vics (Project VIC case
-file), kiosks (which exist, last sync, filters), prepare-stick (sync token, filters, trust keys).
+file), kiosks (enrolled kiosks, last sync, filters; ``kiosks add`` enrolls one from its enrollment file,
+``kiosks retire`` revokes its key from a date), prepare-stick (sync token, filters, trust keys).
 ``import`` exits 1 when it found an alarm or warning, 0 when all was well.
 """
 
@@ -18,8 +19,8 @@ from filters.errors import StationError, UsageError, printable
 from filters.keys import key_id
 from station.findings import SEVERITY_ORDER
 from station.home import StationHome
-from station.importer import import_sources
-from station.kiosks import kiosk_overview
+from station.importer import import_sources, kept_aside_segments
+from station.kiosks import enroll_kiosk, kiosk_overview, read_enrollment, resolve_kiosk, retire_kiosk
 from station.report import csv_report, json_report, report_reviews, write_html_report
 from station.review_cli import add_commands as add_review_commands
 from station.scans import Scan, filter_label, load_scans
@@ -42,7 +43,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     init.set_defaults(handler=cmd_init)
 
     importing = commands.add_parser("import", parents=[common], help="verify, decrypt and store journals")
-    importing.add_argument("sources", nargs="+", type=Path, metavar="SOURCE", help="segment file or folder")
+    importing.add_argument("sources", nargs="*", type=Path, metavar="SOURCE", help="segment file or folder")
+    importing.add_argument(
+        "--kept-aside",
+        action="store_true",
+        help="only the segments kept aside for kiosks not enrolled then (every import retries them too)",
+    )
     importing.set_defaults(handler=cmd_import)
 
     report = commands.add_parser("report", parents=[common], help="scans as HTML, CSV or JSON")
@@ -59,9 +65,34 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     vics.add_argument("-o", "--output", type=Path, help="file (default stdout)")
     vics.set_defaults(handler=cmd_export_vics)
 
-    kiosks = commands.add_parser("kiosks", parents=[common], help="known kiosks, last sync, filters carried")
+    kiosks = commands.add_parser(
+        "kiosks", parents=[common], help="enrolled kiosks (names, last sync, filters); enroll or retire one"
+    )
     kiosks.add_argument("--json", action="store_true")
     kiosks.set_defaults(handler=cmd_kiosks)
+    below = argparse.ArgumentParser(add_help=False)  # --home after the subcommand, not reset before it
+    below.add_argument("--home", type=Path, default=argparse.SUPPRESS, help="station folder")
+    kiosk_commands = kiosks.add_subparsers(dest="kiosks_command", metavar="ACTION")
+    add = kiosk_commands.add_parser(
+        "add",
+        parents=[below],
+        help="enroll a kiosk from the enrollment.json 'fieldtriage agent provision' wrote",
+    )
+    add.add_argument("enrollment", type=Path, metavar="ENROLLMENT.json")
+    add.add_argument("--name", required=True, help='what people call it: "Phnom Penh CPU bay 2"')
+    add.add_argument("--location", default="", help="where it stands")
+    add.set_defaults(handler=cmd_kiosks_add)
+    retire = kiosk_commands.add_parser(
+        "retire", parents=[below], help="revoke a kiosk's key from a date (later records are refused)"
+    )
+    retire.add_argument("kiosk", metavar="KIOSK", help="its name, id, or the start of its id")
+    retire.add_argument(
+        "--from",
+        dest="retired_from",
+        type=parse_date,
+        help="records dated from then on are refused (YYYY-MM-DD or ISO 8601; default now)",
+    )
+    retire.set_defaults(handler=cmd_kiosks_retire)
 
     stick = commands.add_parser("prepare-stick", parents=[common], help="make a stick a sync stick")
     stick.add_argument("target", type=Path, metavar="DEVICE_OR_FOLDER", help="mounted stick folder or device")
@@ -100,17 +131,26 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    if not args.sources and not args.kept_aside:
+        raise UsageError("SOURCE", "give segment files or folders, or --kept-aside")
     summary = import_sources(StationHome(args.home), args.sources)
     for finding in sorted(
         summary.new_findings,
         key=lambda f: (SEVERITY_ORDER[f.severity], f.kiosk or "", f.segment or 0, f.record or 0),
     ):
-        print(finding.line())
+        print(finding.line(summary.kiosk_labels))
     serious = [f for f in summary.findings if f.severity != "notice"]
     known_findings = len(summary.findings) - len(summary.new_findings)
+    kept = ""
+    if summary.records_kept_aside:
+        kept += f", {summary.records_kept_aside} records kept aside"
+    if summary.segments_kept_aside:
+        kept += f", {len(summary.segments_kept_aside)} segments of kiosks not enrolled kept aside"
+    if summary.kept_aside_imported:
+        kept += f", {len(summary.kept_aside_imported)} kept-aside segments imported"
     print(
         f"{summary.files} segment files: {summary.records_new} records imported, "
-        f"{summary.records_known} already imported; {len(summary.findings)} findings "
+        f"{summary.records_known} already imported{kept}; {len(summary.findings)} findings "
         f"({known_findings} reported before), {len(serious)} alarms or warnings"
     )
     return 1 if serious else 0
@@ -168,19 +208,72 @@ def cmd_export_vics(args: argparse.Namespace) -> int:
 
 
 def cmd_kiosks(args: argparse.Namespace) -> int:
-    kiosks = kiosk_overview(_open_existing(args))
+    home = StationHome(args.home)
+    waiting = kept_aside_segments(home)
+    kiosks = kiosk_overview(_open_existing(args)) if home.database_path.exists() or not waiting else []
     if args.json:
-        print(json.dumps([k.to_json() for k in kiosks], indent=2))
+        unknown = [{"kiosk_id": k, "kept_aside_segments": [str(p) for p in v]} for k, v in waiting.items()]
+        document = {"kiosks": [k.to_json() for k in kiosks], "not_enrolled": unknown}
+        print(json.dumps(document, indent=2, default=lambda v: v.hex() if isinstance(v, bytes) else str(v)))
         return 0
     for k in kiosks:
         names = ", ".join(printable(filter_label(f)) for f in k.filters) or "none journaled"
+        where = f"  at {printable(k.location)}" if k.location else ""
+        host = f"host {printable(k.hostname)}, " if k.hostname else ""
+        retired = f"  RETIRED from {k.retired_from}" if k.retired_from else ""
+        print(f"{k.label}{where}  (kiosk {k.kiosk_id}){retired}")
         print(
-            f"{k.kiosk_id}  last sync {k.last_import}  newest record {k.newest_record}  "
-            f"{k.segments} segments  {k.records} records  {k.alarms} alarms"
+            f"    {host}enrolled {k.enrolled}  last import {k.last_import}  newest record {k.newest_record}"
         )
+        print(f"    {k.segments} segments  {k.records} records  {k.kept_aside} kept aside  {k.alarms} alarms")
         print(f"    filters: {names}")
-    if not kiosks:
-        print("no kiosks yet")
+    for kiosk_id, copies in waiting.items():
+        print(
+            f"not enrolled: kiosk {kiosk_id}, {len(copies)} segments kept aside "
+            "(enroll it with 'fieldtriage station kiosks add', "
+            "then 'fieldtriage station import --kept-aside')"
+        )
+    if not kiosks and not waiting:
+        print("no kiosks enrolled yet ('fieldtriage station kiosks add ENROLLMENT.json --name NAME')")
+    return 0
+
+
+def cmd_kiosks_add(args: argparse.Namespace) -> int:
+    home = StationHome(args.home)
+    home.journal_key_id()  # an initialised station
+    enrollment = read_enrollment(args.enrollment)
+    store = Store.open(home.database_path)
+    try:
+        enroll_kiosk(store, enrollment, args.name, args.location)
+    finally:
+        store.close()
+    print(
+        f"enrolled kiosk {enrollment.kiosk_id} as {printable(args.name.strip())} "
+        f"(host {printable(enrollment.hostname)}, provisioned {enrollment.created})"
+    )
+    waiting = kept_aside_segments(home).get(enrollment.kiosk_id, [])
+    if waiting:
+        print(
+            f"{len(waiting)} of its segments are kept aside: "
+            "'fieldtriage station import --kept-aside' imports them"
+        )
+    return 0
+
+
+def cmd_kiosks_retire(args: argparse.Namespace) -> int:
+    store = _open_existing(args)
+    try:
+        kiosk = resolve_kiosk(store, args.kiosk)
+        from_ns = (
+            args.retired_from if args.retired_from is not None else int(dt.datetime.now(dt.UTC).timestamp())
+        )
+        moved = retire_kiosk(store, kiosk, from_ns * 1_000_000_000)
+    finally:
+        store.close()
+    print(
+        f"kiosk {kiosk} retired from {dt.datetime.fromtimestamp(from_ns, dt.UTC):%Y-%m-%dT%H:%M:%SZ}: "
+        f"its records dated from then on are refused; {moved} imported ones taken out of the reports"
+    )
     return 0
 
 

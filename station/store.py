@@ -1,35 +1,49 @@
-"""The station's SQLite database: kiosks, segments, decrypted records, findings.
+"""The station's SQLite database: enrolled kiosks, segments, decrypted records, records kept aside,
+findings.
 
 Every insert is idempotent (a record is identified by kiosk, segment and index; a finding by what it
 says about what), so importing the same data twice changes nothing. Record bodies are stored as
-JSON (bytes as ``{"$b64": ...}``); scan reports are derived from them when asked.
+JSON: bytes as ``{"$b64": ...}``, and a key of the record's own that starts with ``$`` with one
+more ``$`` in front, so that nothing a kiosk journals can read back as something else. Scan
+reports are derived from the bodies when asked. A record that fails its schema
+(``station.record_schema``) or is dated after its kiosk was retired is not in ``records`` but in
+``kept_records``, with its body as CBOR and the reason (docs/journal-format.md, section 10).
 
 Example::
 
     >>> store = Store.open(":memory:")
     >>> store.kiosk_ids()
     []
+    >>> body_from_json(body_to_json({"raw": b"\\x00", "$b64": "x"}))
+    {'$b64': 'x', 'raw': b'\\x00'}
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import cbor2
 
 from filters.errors import StationError
 from station.findings import Finding
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+BYTES_KEY = "$b64"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kiosks (
-    kiosk_id TEXT PRIMARY KEY, public_key BLOB NOT NULL,
-    first_import_ns INTEGER NOT NULL, last_import_ns INTEGER NOT NULL, last_record_wall_ns INTEGER);
+    kiosk_id TEXT PRIMARY KEY, public_key BLOB NOT NULL, name TEXT NOT NULL, location TEXT NOT NULL,
+    hostname TEXT NOT NULL, provisioned TEXT NOT NULL, enrolled_ns INTEGER NOT NULL,
+    retired_from_ns INTEGER, retired_ns INTEGER,
+    first_import_ns INTEGER, last_import_ns INTEGER, last_record_wall_ns INTEGER);
 CREATE TABLE IF NOT EXISTS segments (
     kiosk_id TEXT NOT NULL, number INTEGER NOT NULL, header_hash BLOB NOT NULL,
     previous_chain BLOB NOT NULL, previous_records INTEGER NOT NULL, previous_sealed INTEGER NOT NULL,
@@ -40,29 +54,90 @@ CREATE TABLE IF NOT EXISTS records (
     wall_ns INTEGER, monotonic_ns INTEGER, boot_id TEXT, clock_synchronised INTEGER,
     type TEXT, scan_id TEXT, body TEXT NOT NULL, PRIMARY KEY (kiosk_id, segment, idx));
 CREATE INDEX IF NOT EXISTS records_by_scan ON records (kiosk_id, scan_id);
+CREATE TABLE IF NOT EXISTS kept_records (
+    kiosk_id TEXT NOT NULL, segment INTEGER NOT NULL, idx INTEGER NOT NULL, chain BLOB NOT NULL,
+    reason TEXT NOT NULL, body BLOB NOT NULL, kept_ns INTEGER NOT NULL,
+    PRIMARY KEY (kiosk_id, segment, idx));
+CREATE VIEW IF NOT EXISTS chained_records AS
+    SELECT kiosk_id, segment, idx, chain FROM records
+    UNION ALL SELECT kiosk_id, segment, idx, chain FROM kept_records;
 CREATE TABLE IF NOT EXISTS findings (
     kiosk_id TEXT NOT NULL, segment INTEGER NOT NULL, record INTEGER NOT NULL, severity TEXT NOT NULL,
     message TEXT NOT NULL, source TEXT NOT NULL, first_seen_ns INTEGER NOT NULL,
     UNIQUE (kiosk_id, segment, record, message));
 """
+# schema 1 registered a kiosk at its first import and stored "$" keys as they were
+MIGRATE_FROM_1 = """
+ALTER TABLE kiosks RENAME TO kiosks_1;
+CREATE TABLE kiosks (
+    kiosk_id TEXT PRIMARY KEY, public_key BLOB NOT NULL, name TEXT NOT NULL, location TEXT NOT NULL,
+    hostname TEXT NOT NULL, provisioned TEXT NOT NULL, enrolled_ns INTEGER NOT NULL,
+    retired_from_ns INTEGER, retired_ns INTEGER,
+    first_import_ns INTEGER, last_import_ns INTEGER, last_record_wall_ns INTEGER);
+INSERT INTO kiosks SELECT kiosk_id, public_key, '', '', '', '', first_import_ns, NULL, NULL,
+    first_import_ns, last_import_ns, last_record_wall_ns FROM kiosks_1;
+DROP TABLE kiosks_1;
+"""
+
+
+def _escaped(value: object) -> object:
+    if isinstance(value, bytes):
+        return {BYTES_KEY: base64.b64encode(value).decode("ascii")}
+    if isinstance(value, dict):
+        return {("$" + k if k.startswith("$") else k): _escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    return value
 
 
 def body_to_json(body: dict[str, Any]) -> str:
-    def encode(value: object) -> object:
-        if isinstance(value, bytes):
-            return {"$b64": base64.b64encode(value).decode("ascii")}
-        raise TypeError(type(value).__name__)
+    """ValueError for what JSON cannot hold (an integer of more than 4,300 digits)."""
+    return json.dumps(_escaped(body), sort_keys=True, allow_nan=True)
 
-    return json.dumps(body, default=encode, sort_keys=True, allow_nan=True)
+
+def _unescaped(mapping: dict[str, Any]) -> object:
+    if set(mapping) == {BYTES_KEY} and isinstance(mapping[BYTES_KEY], str):
+        try:
+            return base64.b64decode(mapping[BYTES_KEY], validate=True)
+        except (binascii.Error, ValueError):
+            return mapping
+    return {(k[1:] if k.startswith("$") else k): v for k, v in mapping.items()}
 
 
 def body_from_json(text: str) -> dict[str, Any]:
+    value = json.loads(text, object_hook=_unescaped)
+    return value if isinstance(value, dict) else {}
+
+
+def _body_from_json_1(text: str) -> object:
     def decode(mapping: dict[str, Any]) -> object:
-        if set(mapping) == {"$b64"} and isinstance(mapping["$b64"], str):
-            return base64.b64decode(mapping["$b64"])
+        if set(mapping) == {BYTES_KEY} and isinstance(mapping[BYTES_KEY], str):
+            try:
+                return base64.b64decode(mapping[BYTES_KEY], validate=True)
+            except (binascii.Error, ValueError):
+                return mapping
         return mapping
 
-    value = json.loads(text, object_hook=decode)
+    return json.loads(text, object_hook=decode)
+
+
+@dataclass(frozen=True)
+class KeptRecord:
+    """A record set aside: authentic (signed, chained, decrypted) but not stored with the others."""
+
+    kiosk: str
+    segment: int
+    index: int
+    reason: str
+    body: dict[str, Any]
+    kept_ns: int
+
+
+def _cbor_body(data: bytes) -> dict[str, Any]:
+    try:
+        value = cbor2.loads(data)
+    except Exception:  # written by keep_record: only a damaged database gets here
+        return {}
     return value if isinstance(value, dict) else {}
 
 
@@ -75,21 +150,28 @@ class Store:
     def open(cls, path: str | Path, *, create: bool = True) -> Store:
         name = str(path)
         if name != ":memory:" and not create and not Path(name).exists():
-            raise StationError(name, "no database yet: import journals first ('fieldtriage station import')")
+            raise StationError(name, "no database yet: enroll a kiosk or import journals first")
         try:
             connection = sqlite3.connect(name, isolation_level=None)
         except sqlite3.Error as err:
             raise StationError(name, f"cannot open the database: {err}") from err
         store = cls(connection, name)
-        with store.guard():
-            connection.executescript(SCHEMA)
-            found = connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if found is None:
-                connection.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-            elif found[0] != SCHEMA_VERSION:
-                raise StationError(
-                    name, f"database schema {found[0]!r}, this station reads {SCHEMA_VERSION!r}"
-                )
+        try:
+            with store.transaction():
+                found = _schema_version(connection)
+                if found == "1":
+                    _migrate_from_1(connection)
+                elif found not in (None, SCHEMA_VERSION):
+                    raise StationError(
+                        name, f"database schema {found!r}, this station reads {SCHEMA_VERSION!r}"
+                    )
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        except BaseException:
+            connection.close()
+            raise
         return store
 
     @contextmanager
@@ -135,5 +217,66 @@ class Store:
             )
             return cursor.rowcount == 1
 
+    def keep_record(
+        self,
+        kiosk: str,
+        segment: int,
+        index: int,
+        chain: bytes,
+        reason: str,
+        body: Mapping[str, Any],
+        now_ns: int,
+    ) -> bool:
+        """Set a record aside (its body as CBOR, as decrypted) with the reason; False if it was already."""
+        with self.guard():
+            cursor = self.connection.execute(
+                "INSERT OR IGNORE INTO kept_records VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (kiosk, segment, index, chain, reason, cbor2.dumps(dict(body)), now_ns),
+            )
+            return cursor.rowcount == 1
+
+    def kept_records(self, kiosk: str | None = None) -> list[KeptRecord]:
+        """The records set aside (of one kiosk, or all), in journal order."""
+        rows = self.query(
+            "SELECT kiosk_id, segment, idx, reason, body, kept_ns FROM kept_records "
+            "WHERE ? IS NULL OR kiosk_id = ? ORDER BY kiosk_id, segment, idx",
+            (kiosk, kiosk),
+        )
+        return [KeptRecord(k, s, i, r, _cbor_body(b), n) for k, s, i, r, b, n in rows]
+
+    def remove_findings(self, kiosk: str, segment: int | None, messages: Iterable[str]) -> int:
+        """Forget findings that no longer hold (a missing segment arrived); how many went."""
+        removed = 0
+        with self.guard():
+            for message in messages:
+                removed += self.connection.execute(
+                    "DELETE FROM findings WHERE kiosk_id = ? AND segment = ? AND message = ?",
+                    (kiosk, -1 if segment is None else segment, message),
+                ).rowcount
+        return removed
+
     def close(self) -> None:
         self.connection.close()
+
+
+def _schema_version(connection: sqlite3.Connection) -> str | None:
+    has_meta = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    if not has_meta:
+        return None
+    found = connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    return None if found is None else str(found[0])
+
+
+def _migrate_from_1(connection: sqlite3.Connection) -> None:
+    """Kiosks registered at a first import stay known, with no name until enrolled; bodies are
+    written again with this schema's escaping of ``$`` keys."""
+    for statement in MIGRATE_FROM_1.split(";"):
+        if statement.strip():
+            connection.execute(statement)
+    rows = connection.execute("SELECT rowid, body FROM records").fetchall()
+    for rowid, text in rows:
+        value = _body_from_json_1(text)
+        if isinstance(value, dict):
+            connection.execute("UPDATE records SET body = ? WHERE rowid = ?", (body_to_json(value), rowid))

@@ -121,6 +121,9 @@ def run_kiosk_demo(base: Path, filter_path: Path, trust_folder: Path, known: lis
     print("\nmaking three demo devices (disk images with generated content)...")
     (base / "devices").mkdir()
     devices = demo_devices(base / "devices", known, rng)
+    from agent.daemon.provision import provision_kiosk
+
+    provision_kiosk(config.paths.device_key)  # first boot: the kiosk's key and its enrollment file
     journal = EncryptedJournal.open(folders["journal"], config.paths.device_key, station_home / "journal.pub")
     install_demo_rule()
     source = UdevDeviceSource(DeviceSelector([parse_rule(DEMO_MATCH)], set()), settle_seconds=0.2)
@@ -168,8 +171,14 @@ def station_part(base: Path, journal_folder: Path, station_home: Path) -> int:
     stick.mkdir()
     copied = export_segments(journal_folder, stick)
     print(f"\njournal: {len(copied)} encrypted segment(s) copied to {stick} (the kiosk cannot read them)")
+    enrollment = journal_folder.parent / "enrollment.json"  # agent/daemon/provision.py wrote it
+    print("station: enrolling the kiosk from its enrollment file (only enrolled kiosks are imported)")
     print("station: importing, verifying signatures and chains, decrypting...")
     try:
+        main(
+            ["station", "kiosks", "add", str(enrollment), "--name", "demo kiosk, bay 1",
+             "--location", "this computer", "--home", str(station_home)]
+        )  # fmt: skip
         main(["station", "import", "--home", str(station_home), str(stick)])
         report = base / "report"
         main(["station", "report", "--home", str(station_home), "--format", "html", "-o", str(report)])

@@ -163,7 +163,7 @@ def test_kiosks_lists_sync_time_and_filters(imported: Path) -> None:
     status, out, _ = station("kiosks", "--home", str(imported))
     assert status == 0 and "filters: second filter (f2)" in out and "6 records" in out
     status, out, _ = station("kiosks", "--home", str(imported), "--json")
-    [kiosk] = json.loads(out)
+    [kiosk] = json.loads(out)["kiosks"]
     assert kiosk["last_import"] and kiosk["filters"][0]["id"] == "f2"
 
 

@@ -19,6 +19,7 @@ from filters.digests import digest_path
 from filters.importers import DigestEntry
 from filters.keys import load_private_key
 from station.importer import import_sources
+from station.kiosks import enroll_kiosk, read_enrollment
 from station.scans import load_scans
 from station.stick import prepare_stick
 from station.store import Store
@@ -96,6 +97,14 @@ def test_power_cuts_then_a_sync_stick_carries_every_lit_verdict(
     journal_out.mkdir()
     subprocess.run(["debugfs", "-R", f"rdump fieldtriage-journal {journal_out}", str(stick_image)],
                    check=True, capture_output=True)  # fmt: skip
+    enrollment = tmp_path / "enrollment.json"  # what the engineer took from the kiosk to the station
+    enrollment.write_bytes(kiosk.read_file("/var/lib/fieldtriage/enrollment.json"))
+    store = Store.open(lab.station.database_path)
+    try:
+        if read_enrollment(enrollment).kiosk_id not in store.kiosk_ids():
+            enroll_kiosk(store, read_enrollment(enrollment), "system test kiosk", "QEMU")
+    finally:
+        store.close()
     summary = import_sources(lab.station, [journal_out])
     alarms = [f.line() for f in summary.findings if f.severity == "alarm"]
     assert alarms == [], alarms

@@ -19,7 +19,7 @@ from agent.journal.sync import export_segments
 from filters.errors import JournalError
 from station.importer import import_sources
 from station.store import Store, body_from_json
-from tests.agent.journal.helpers import make_station
+from tests.agent.journal.helpers import enroll, make_station
 from tests.agent.journal.small_disk import fill, small_filesystem
 
 from .test_daemon import PINS, Kiosk, filler, image, kiosk_factory, known
@@ -83,6 +83,7 @@ def test_a_full_journal_disk_never_shows_an_unjournaled_verdict_and_recovers_onc
     assert journal.healthy
 
     export_segments(folder, tmp_path / "stick")  # the open segment as far as written
+    enroll(home, tmp_path / "device.key")
     summary = import_sources(home, [tmp_path / "stick"])
     assert [f.line() for f in summary.findings if f.severity == "alarm"] == []
     store = Store.open(home.database_path)

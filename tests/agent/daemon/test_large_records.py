@@ -28,7 +28,7 @@ from station.home import StationHome
 from station.importer import import_sources
 from station.scans import load_scans
 from station.store import Store
-from tests.agent.journal.helpers import make_station
+from tests.agent.journal.helpers import enroll, make_station
 
 IDENTITY = DeviceIdentity("/dev/sdz", "/devices/test/sdz", "sdz", 1 << 30, vendor="Test", model="Stick")
 
@@ -80,6 +80,7 @@ def test_a_scan_listing_60000_symbolic_links_and_a_find_is_journaled_and_lit(
 def imported_scans(home: StationHome, tmp_path: Path) -> list[dict[str, Any]]:
     """The scans as the station shows them, after an export and an import."""
     export_segments(tmp_path / "journal", tmp_path / "stick")
+    enroll(home, tmp_path / "device.key")
     summary = import_sources(home, [tmp_path / "stick"])
     assert [f.line() for f in summary.findings if f.severity == "alarm"] == []
     return [s.to_json() for s in load_scans(Store.open(home.database_path))]

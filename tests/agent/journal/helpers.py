@@ -1,4 +1,5 @@
-"""Shared builders for journal and station tests: a station, a kiosk journal, synthetic records."""
+"""Shared builders for journal and station tests: a station, a kiosk journal (of a kiosk enrolled at
+that station, unless asked otherwise), synthetic records."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
+from agent.daemon.provision import ENROLLMENT_NAME, provision_kiosk
 from agent.journal import EncryptedJournal
 from agent.journal.segment_format import RecordFrame, SealFrame, parse_frames, parse_header
 from filters.errors import FieldtriageError
 from station.home import StationHome
+from station.kiosks import enroll_kiosk, read_enrollment
+from station.store import Store
 
 
 def make_station(folder: Path) -> StationHome:
@@ -21,10 +25,61 @@ def make_station(folder: Path) -> StationHome:
     return home
 
 
-def open_journal(folder: Path, home: StationHome, **options: Any) -> EncryptedJournal:
+def enroll(home: StationHome, device_key: Path, name: str | None = None) -> str:
+    """Enroll the kiosk whose device key is ``device_key`` (created if absent) at ``home`` the way an
+    engineer does: ``fieldtriage agent provision`` on the kiosk writes enrollment.json beside the
+    key, ``fieldtriage station kiosks add`` reads it. Once enrolled, nothing changes. Its kiosk id."""
+    kiosk_id = str(provision_kiosk(device_key)["kiosk_id"])
+    store = Store.open(home.database_path)
+    try:
+        if kiosk_id not in store.kiosk_ids():
+            enrollment = read_enrollment(device_key.with_name(ENROLLMENT_NAME))
+            # named by its id's start: the lines that name it read as before enrollment
+            enroll_kiosk(store, enrollment, name or kiosk_id[:8], "test bench")
+    finally:
+        store.close()
+    return kiosk_id
+
+
+def open_journal(
+    folder: Path, home: StationHome, *, enrolled: bool = True, **options: Any
+) -> EncryptedJournal:
+    """The journal of the kiosk keyed by ``folder/device.key``, enrolled at ``home`` first unless
+    ``enrolled`` is False."""
+    if enrolled:
+        enroll(home, folder / "device.key")
     return EncryptedJournal.open(
         folder / "journal", folder / "device.key", home.journal_public_path, **options
     )
+
+
+class SetClock:
+    """A journal clock whose time fields a test sets, sane or not: ``fields`` is what the next
+    records (and segment headers) get; ``queue`` is used up first, one entry per call, in the
+    writer's order (a record's time, then the header of a segment it starts): a map of fields to
+    override, or ``SetClock.exactly(value)`` for a value given as it is."""
+
+    def __init__(self, wall_ns: int = 1_750_000_000 * 10**9) -> None:
+        self.fields: dict[str, Any] = {
+            "wall_ns": wall_ns,
+            "monotonic_ns": 1_000,
+            "boot_id": "3b1f4c1e-0000-4000-8000-000000000001",
+            "clock_synchronised": True,
+        }
+        self.queue: list[Any] = []
+
+    @staticmethod
+    def exactly(value: Any) -> tuple[str, Any]:
+        return ("exactly", value)
+
+    def now(self) -> Any:
+        if self.queue:
+            value = self.queue.pop(0)
+            if isinstance(value, tuple) and value[:1] == ("exactly",):
+                return value[1]
+            return {**self.fields, **value}
+        self.fields["monotonic_ns"] += 1_000
+        return dict(self.fields)
 
 
 def write_records(journal: EncryptedJournal, count: int, start: int = 0) -> None:

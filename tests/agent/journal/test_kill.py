@@ -12,7 +12,7 @@ from pathlib import Path
 
 from station.importer import import_sources
 from station.store import Store, body_from_json
-from tests.agent.journal.helpers import make_station
+from tests.agent.journal.helpers import enroll, make_station
 
 WRITER = textwrap.dedent(
     """
@@ -54,6 +54,7 @@ def test_kill_9_loses_nothing_reported_done(tmp_path: Path) -> None:
     reported.extend(int(line) for line in writer.stdout.read().split())  # printed before the kill landed
     writer.wait()
     assert len(reported) >= 100, "the writer did not get going"
+    enroll(home, tmp_path / "device.key")
     summary = import_sources(home, [tmp_path / "journal"])
     assert not [f for f in summary.findings if f.severity == "alarm"], [f.line() for f in summary.findings]
     store = Store.open(home.database_path)

@@ -22,7 +22,7 @@ from agent.journal.tail import segment_files
 from filters.errors import JournalError
 from station.importer import import_sources
 from station.store import Store, body_from_json
-from tests.agent.journal.helpers import make_station
+from tests.agent.journal.helpers import enroll, make_station
 from tests.agent.journal.power_cut import run_driver
 from tests.agent.journal.small_disk import fill, small_filesystem
 
@@ -50,6 +50,7 @@ def test_sigkill_at_200_random_points_loses_nothing_acknowledged(tmp_path: Path)
     assert len(runs) > KILLS // 5, "many kills landed after some records"
     assert len(runs) < KILLS - KILLS // 10, "some kills landed before the first record was done"
     export_segments(journal, tmp_path / "stick")
+    enroll(home, tmp_path / "device.key")
     summary = import_sources(home, [tmp_path / "stick"])
     assert [f.line() for f in summary.findings if f.severity == "alarm"] == []
     missing = set(run.acknowledged) - imported_ids(home.database_path)
@@ -104,6 +105,7 @@ def test_a_full_disk_then_space_freed_loses_nothing_acknowledged(tmp_path: Path)
         for _, path in segment_files(folder):
             parse_header(memoryview(path.read_bytes()))  # no short preamble was ever put in place
         export_segments(folder, tmp_path / "stick")
+    enroll(home, tmp_path / "device.key")
     summary = import_sources(home, [tmp_path / "stick"])
     assert [f.line() for f in summary.findings if f.severity == "alarm"] == []
     assert failures > 100
