@@ -10,7 +10,9 @@ Example (root)::
     with Guest(image_folder, work) as guest:
         guest.boot()
         stick = guest.plug(Path("stick.img"), port=1)
-        guest.wait_for_verdict("front")
+        phone = guest.plug_phone(Path("phone-tree"), port=2)  # a virtual MTP phone (usb-mtp)
+        ...
+        guest.unplug(phone)
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 # bay -> (red, amber, green) BCM lines, as image-build/rootfs-test/etc/fieldtriage/agent.toml wires them
 BAY_LINES = {"front": (17, 27, 22), "back": (5, 6, 13)}
 BOOT_TIMEOUT = 300.0
+# what a phone's main storage calls itself (Android); usb-mtp reports its ``desc`` as the storage's
+PHONE_STORAGE = "Internal shared storage"
+FILE_CHUNK = 1 << 20  # bytes per guest-file-read / guest-file-write call
 
 
 class GuestError(Exception):
@@ -105,10 +110,17 @@ class GuestAgent:
 
 @dataclass
 class Plugged:
+    """A stick (``image`` is its disk image, ``node`` its QMP block node) or a phone (``image`` is
+    the folder usb-mtp exports; no block node: ``node`` is empty)."""
+
     device_id: str
     node: str
     image: Path
     port: int
+
+    @property
+    def phone(self) -> bool:
+        return not self.node
 
 
 @dataclass
@@ -245,6 +257,30 @@ class Guest:
     def sh(self, command: str, timeout: float = 120) -> Result:
         return self.run(["/bin/sh", "-c", command], timeout)
 
+    def write_file(self, path: str, data: bytes, mode: str = "w") -> None:
+        """A file inside the guest (a writable place: /run, /tmp), through the guest agent."""
+        handle = self.agent.call("guest-file-open", path=path, mode=f"{mode}b")
+        try:
+            for start in range(0, len(data), FILE_CHUNK):
+                part = base64.b64encode(data[start : start + FILE_CHUNK]).decode()
+                arguments: dict[str, Any] = {"handle": handle, "buf-b64": part}
+                self.agent.call("guest-file-write", **arguments)
+        finally:
+            self.agent.call("guest-file-close", handle=handle)
+
+    def read_file(self, path: str) -> bytes:
+        """A file inside the guest, whole, through the guest agent."""
+        handle = self.agent.call("guest-file-open", path=path, mode="rb")
+        parts = []
+        try:
+            while True:
+                read = self.agent.call("guest-file-read", handle=handle, count=FILE_CHUNK)
+                parts.append(base64.b64decode(read.get("buf-b64", "")))
+                if read.get("eof") or not read.get("count"):
+                    return b"".join(parts)
+        finally:
+            self.agent.call("guest-file-close", handle=handle)
+
     def in_agent_namespace(self, command: str) -> Result:
         """A command in the agent's mount namespace (its mounts are invisible from the host's)."""
         return self.sh(f'nsenter -t "$(systemctl show -p MainPID --value fieldtriage-agent)" -m {command}')
@@ -293,7 +329,8 @@ class Guest:
             time.sleep(0.5)
 
     def bay(self, name: str) -> dict[str, Any]:
-        (bay,) = [b for b in self.status()["bays"] if b["name"] == name]
+        bays: list[dict[str, Any]] = [b for b in self.status()["bays"] if b["name"] == name]
+        (bay,) = bays
         return bay
 
     # ---- hardware -------------------------------------------------------------------------------
@@ -319,6 +356,19 @@ class Guest:
         self.plugged[device_id] = plugged
         return plugged
 
+    def plug_phone(self, rootdir: Path, port: int, desc: str = PHONE_STORAGE, serial: str = "") -> Plugged:
+        """A phone: QEMU's usb-mtp, a virtual MTP device exporting ``rootdir`` as one storage called
+        ``desc``, read-only (it refuses uploads, new folders and deletes; a refused upload or folder
+        leaves it stalled until it is plugged again)."""
+        self.plugs += 1
+        number = self.plugs
+        device_id = f"phone{number}"
+        self._qmp("device_add", driver="usb-mtp", bus="xhci.0", port=str(port), rootdir=str(rootdir),
+                  readonly=True, desc=desc, serial=serial or f"FTP{number:05d}", id=device_id)  # fmt: skip
+        plugged = Plugged(device_id, "", rootdir, port)
+        self.plugged[device_id] = plugged
+        return plugged
+
     def unplug(self, plugged: Plugged) -> None:
         self._qmp("device_del", id=plugged.device_id)
         deadline = time.monotonic() + 20
@@ -327,11 +377,12 @@ class Guest:
             if plugged.device_id not in devices:
                 break
             time.sleep(0.2)
-        try:
-            self._qmp("blockdev-del", **{"node-name": plugged.node})
-        except GuestError:
-            time.sleep(1)
-            self._qmp("blockdev-del", **{"node-name": plugged.node})
+        if not plugged.phone:  # a phone exports a folder: no block node to delete
+            try:
+                self._qmp("blockdev-del", **{"node-name": plugged.node})
+            except GuestError:
+                time.sleep(1)
+                self._qmp("blockdev-del", **{"node-name": plugged.node})
         self.plugged.pop(plugged.device_id, None)
 
     def _usb_devices(self) -> list[dict[str, Any]]:
@@ -340,7 +391,10 @@ class Guest:
         return [{"id": entry["name"]} for entry in found if entry["type"].startswith("child<")]
 
     def writes(self, plugged: Plugged) -> int:
-        """Write requests the stick received since it was plugged (QEMU's own count)."""
+        """Write requests the stick received since it was plugged (QEMU's own count). A phone has no
+        block node: compare its folder before and after (``phone_trees.snapshot``)."""
+        if plugged.phone:
+            raise GuestError(f"{plugged.device_id} is a phone: no write counter")
         for entry in self._qmp("query-blockstats", **{"query-nodes": True}):
             if entry.get("node-name") == plugged.node:
                 return int(entry["stats"]["wr_operations"]) + int(entry["stats"]["wr_bytes"])
