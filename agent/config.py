@@ -48,7 +48,8 @@ GPIO_PINS = range(28)  # BCM GPIO 0-27 on the 40-pin header
 PSEUDO_FILESYSTEMS = ("/proc", "/sys", "/dev")
 FOLDER_KEYS = ("runtime", "filters", "trust", "journal")
 SHOWN_CHARACTERS = 40
-SECTIONS = ("paths", "scan", "devices", "filters", "lights", "bays")
+SECTIONS = ("paths", "scan", "devices", "filters", "lights", "bays", "exhibit")
+MAX_EXHIBIT_TIMEOUT_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,15 @@ class LightsConfig:
 
 
 @dataclass(frozen=True)
+class ExhibitConfig:
+    # udev property rules (devices.match's syntax) naming the barcode scanner among the keyboards;
+    # none (the default): no scanner is read, and no keyboard is ever taken from the console
+    scanner: tuple[str, ...] = ()
+    # a scanned reference no device has taken within this time is dropped (journaled)
+    timeout_seconds: float = field(default=300.0, metadata={"range": (1.0, MAX_EXHIBIT_TIMEOUT_SECONDS)})
+
+
+@dataclass(frozen=True)
 class BayConfig:
     name: str = field(metadata={"max_length": MAX_BAY_NAME})
     red: int
@@ -114,6 +124,7 @@ class AgentConfig:
     bays: tuple[BayConfig, ...] = ()
     source: str = "<defaults>"
     filters: FiltersConfig = field(default_factory=FiltersConfig)  # [filters]; after source: positions kept
+    exhibit: ExhibitConfig = field(default_factory=ExhibitConfig)  # [exhibit]: the barcode scanner
 
 
 def load_config(path: str | os.PathLike[str], *, check_folders: bool = True) -> AgentConfig:
@@ -276,6 +287,7 @@ def parse_config(raw: Mapping[str, Any], source: str, *, check_folders: bool = T
     devices: DevicesConfig = _section(raw, source, "devices", DevicesConfig)
     lights: LightsConfig = _section(raw, source, "lights", LightsConfig)
     filter_settings: FiltersConfig = _section(raw, source, "filters", FiltersConfig)
+    exhibit: ExhibitConfig = _section(raw, source, "exhibit", ExhibitConfig)
     if scan.mode not in MODES:
         raise ConfigError(source, f"scan.mode: must be one of {', '.join(MODES)}, not {shown(scan.mode)}")
     if lights.board_revision and not re.fullmatch(r"[0-9a-fA-F]{4,8}", lights.board_revision):
@@ -296,9 +308,14 @@ def parse_config(raw: Mapping[str, Any], source: str, *, check_folders: bool = T
             parse_rule(rule)
         except UsageError as err:
             raise ConfigError(source, f"devices.match[{index}]: {err}") from err
+    for index, rule in enumerate(exhibit.scanner):
+        try:
+            parse_rule(rule)
+        except UsageError as err:
+            raise ConfigError(source, f"exhibit.scanner[{index}]: {err}") from err
     bays = _bays(raw.get("bays", []), source)
     _check_paths(paths, source, look=check_folders)
-    return AgentConfig(paths, scan, devices, lights, bays, source, filters=filter_settings)
+    return AgentConfig(paths, scan, devices, lights, bays, source, filters=filter_settings, exhibit=exhibit)
 
 
 def _pseudo_filesystem(text: str) -> str | None:

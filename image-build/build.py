@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,15 +40,25 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 MiB = 1 << 20
 SUITE = "bookworm"
-BASE_RECIPE = 1  # bump when build_base() or what it calls changes: cached base trees are rebuilt
+BASE_RECIPE = 2  # bump when build_base() or what it calls changes: cached base trees are rebuilt
 # the agent's own dependencies, as pyproject.toml states them (pip resolves theirs)
 PYTHON_DEPENDENCIES = tuple(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+# Dependencies taken from Debian, not from wheels: PyPI has no wheel of them for the image (the base
+# stage installs wheels only, pip download --only-binary). python-evdev (the barcode scanner,
+# agent/exhibit) is an sdist only (evdev-binary: x86_64 only); Debian 12 builds python3-evdev for
+# both targets against the image's own Python 3.11. Only these modules are shown to the venv (a
+# folder of links and a .pth file): the rest of Debian's dist-packages stays out of it.
+DEBIAN_PYTHON = {"evdev": "python3-evdev"}
+WHEEL_DEPENDENCIES = tuple(
+    d for d in PYTHON_DEPENDENCIES if re.split(r"[\s<>=!~;\[]", d, maxsplit=1)[0] not in DEBIAN_PYTHON
+)
+DEBIAN_PYTHON_FOLDER = "/opt/fieldtriage/debian-python"
 # What the agent runs on the kiosk: blkid/findmnt/umount, the FUSE drivers for what a kernel may lack,
 # xmount (the copy-on-write layer journals are replayed onto), dmsetup (dm-snapshot, where present).
 COMMON_PACKAGES = (
     "systemd-sysv", "udev", "kmod", "python3", "python3-venv", "util-linux", "mount", "e2fsprogs",
     "fuse3", "ntfs-3g", "exfat-fuse", "fuseiso", "xmount", "dmsetup", "systemd-timesyncd",
-    "ca-certificates",
+    "ca-certificates", *DEBIAN_PYTHON.values(),
 )  # fmt: skip
 
 
@@ -154,20 +165,42 @@ def install_python_environment(target: Target, tree: Path, cache: Path) -> None:
     """``/opt/fieldtriage/.venv`` made by the image's own Python from wheels for the target."""
     wheels = cache / f"wheels-{target.arch}"
     wheels.mkdir(parents=True, exist_ok=True)
-    log(f"wheels {target.arch}: {', '.join(PYTHON_DEPENDENCIES)}")
+    log(f"wheels {target.arch}: {', '.join(WHEEL_DEPENDENCIES)}")
     run(
         sys.executable, "-m", "pip", "download", "--quiet", "--dest", wheels, "--only-binary=:all:",
         *wheel_platform(target.arch), "--python-version", "3.11", "--implementation", "cp",
-        *PYTHON_DEPENDENCIES,
+        *WHEEL_DEPENDENCIES,
     )  # fmt: skip
     inside = tree / "tmp" / "wheels"
     shutil.copytree(wheels, inside, dirs_exist_ok=True)
     chroot(tree, "python3", "-m", "venv", "/opt/fieldtriage/.venv")
     chroot(
         tree, VENV_PIP, "install", "--quiet", "--no-index", "--find-links", "/tmp/wheels",
-        *PYTHON_DEPENDENCIES,
+        *WHEEL_DEPENDENCIES,
     )  # fmt: skip
     shutil.rmtree(inside)
+    expose_debian_python(tree)
+
+
+def expose_debian_python(tree: Path) -> None:
+    """``DEBIAN_PYTHON``'s modules (and their metadata, for ``pip list``) linked into one folder that
+    a .pth file puts on the venv's path; the venv sees nothing else of Debian's dist-packages."""
+    dist_packages = tree / "usr/lib/python3/dist-packages"
+    folder = tree / DEBIAN_PYTHON_FOLDER.lstrip("/")
+    folder.mkdir(parents=True, exist_ok=True)
+    for module in DEBIAN_PYTHON:
+        found = [dist_packages / module, *dist_packages.glob(f"{module}-*.*-info")]
+        if not found[0].is_dir():
+            raise SystemExit(f"image-build: {DEBIAN_PYTHON[module]} has no {found[0]}")
+        for item in found:
+            link = folder / item.name
+            link.unlink(missing_ok=True)
+            link.symlink_to(Path("/usr/lib/python3/dist-packages") / item.name)
+    (site_packages,) = (tree / "opt/fieldtriage/.venv/lib").glob("python3*/site-packages")
+    (site_packages / "fieldtriage-debian-python.pth").write_text(DEBIAN_PYTHON_FOLDER + "\n")
+    checks = "; ".join(f"import {m}; assert {m}.__file__.startswith({DEBIAN_PYTHON_FOLDER!r}), {m}.__file__"
+                       for m in DEBIAN_PYTHON)  # fmt: skip
+    chroot(tree, "/opt/fieldtriage/.venv/bin/python", "-c", checks)
 
 
 VENV_PIP = "/opt/fieldtriage/.venv/bin/pip"

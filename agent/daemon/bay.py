@@ -74,6 +74,7 @@ class Bay:
     started: str | None = None
     finished: str | None = None
     problem: str | None = None  # why the bay shows a fault (a refusal, a journal that failed)
+    exhibit: str | None = None  # the exhibit reference its device took (a scanned label)
     worker: BayWorker | None = field(default=None, repr=False)
 
     @property
@@ -98,6 +99,7 @@ class Bay:
             "started": self.started,
             "finished": self.finished,
             "problem": self.problem,
+            "exhibit": self.exhibit if self.phase != "ready" else None,  # none once the bay is free
         }
 
 
@@ -118,6 +120,7 @@ class BayWorker(threading.Thread):
         sync: SyncSetup | None = None,
         refusal: str | None = None,
         exclusions: ExclusionList | None = None,
+        exhibit: str | None = None,
     ) -> None:
         super().__init__(name=f"bay-{bay.name}", daemon=True)
         self.bay = bay
@@ -130,6 +133,8 @@ class BayWorker(threading.Thread):
         self.on_change = on_change
         self.sync = sync
         self.refusal = refusal  # set: the kiosk cannot scan (no valid filter...), it can only sync
+        self.exhibit = exhibit  # the scanned exhibit reference this device took: in every record
+        self.ended: float | None = None  # monotonic, once run() is over
         self.notes: list[str] = []
         self.cancel = threading.Event()
         self.unplugged = False
@@ -142,6 +147,7 @@ class BayWorker(threading.Thread):
         bay.phase, bay.device, bay.verdict, bay.progress = "mounting", self.identity, None, None
         bay.hits = bay.priority_hits = 0
         bay.problem = None
+        bay.exhibit = self.exhibit
         bay.started, bay.finished = now_iso(), None
         if self.refusal is None:
             bay.lights.show(Signal.SCANNING, 0.0)
@@ -153,6 +159,7 @@ class BayWorker(threading.Thread):
             log.error("bay %s: scan failed:\n%s", bay.name, traceback.format_exc())
             verdict = "incomplete"
         if verdict is None:
+            self.ended = time.monotonic()
             self.on_change()  # the daemon reaps the bay at once (a phone may be re-enumerating)
             return  # synced, not scanned, or a phone gone before it could be read: shown and journaled
         if self.unplugged and verdict not in ("priority_match", "match"):
@@ -169,6 +176,7 @@ class BayWorker(threading.Thread):
             bay.problem = f"journal: {self.journal_error}"
             bay.lights.show(UNRECORDED_SIGNALS.get(verdict, Signal.FAULT))
         bay.verdict = verdict
+        self.ended = time.monotonic()
         self.on_change()
 
     def _log_outcome(self, verdict: str) -> None:
@@ -178,6 +186,7 @@ class BayWorker(threading.Thread):
         report = result.report if result is not None else None
         counts = f", {report.counts.files_read} files read" if report is not None else ", nothing scanned"
         early = ", removed early" if self.unplugged else ", cancelled" if self.cancel.is_set() else ""
+        early += f", exhibit {self.exhibit}" if self.exhibit else ""
         log.info("bay %s: %s: %s%s%s", self.bay.name, self.identity.label(), verdict, counts, early)
         problems = [*result.device_problems, *result.cleanup_problems] if result is not None else []
         errors = report.errors[:5] if report is not None else []
@@ -225,7 +234,7 @@ class BayWorker(threading.Thread):
         bay.phase, bay.verdict, bay.finished, bay.problem = "not scanned", None, now_iso(), reason
         bay.lights.show(Signal.FAULT)  # shown whether or not the record can be written
         record = {"type": "not_scanned", "bay": bay.name, "device": self.identity.describe()}
-        if not self._append(record | {"reason": reason}):
+        if not self._append(record | {"reason": reason} | self.exhibit_field()):
             bay.problem = f"{reason}; journal: {self.journal_error}"
         self.on_change()
 
@@ -257,6 +266,7 @@ class BayWorker(threading.Thread):
             }
             signal, verdict = Signal.FAULT, "sync failed"
         record |= {"bay": bay.name, "device": self.identity.describe(), "lights_shown": [signal.value]}
+        record |= self.exhibit_field()
         bay.phase, bay.finished = "done", now_iso()
         if self._append(record):
             bay.problem = None if signal is Signal.SYNC_DONE else f"sync: {record.get('error')}"
@@ -313,6 +323,7 @@ class BayWorker(threading.Thread):
             "removed_early": self.unplugged,
             "lights_shown": shown,
             "notes": self.notes,
+            **self.exhibit_field(),
         }
         if result is not None:
             device = result.to_json()
@@ -324,6 +335,10 @@ class BayWorker(threading.Thread):
             record["cleanup_problems"] = device["cleanup_problems"]
             record["scan"] = device["scan"]
         return self._append(fitted_scan_record(record))
+
+    def exhibit_field(self) -> dict[str, Any]:
+        """``{"exhibit": reference}`` for a record of this device, when it took one."""
+        return {"exhibit": self.exhibit} if self.exhibit else {}
 
     def _append(self, record: dict[str, Any]) -> bool:
         """True once ``record`` is on disk; else the error is kept in ``journal_error`` and logged."""

@@ -19,6 +19,7 @@ from agent.daemon.sync import SyncSetup
 from agent.devices.mounter import Mounter
 from agent.devices.selection import DeviceSelector
 from agent.devices.source import UdevDeviceSource
+from agent.exhibit.reader import label_source
 from agent.journal import EncryptedJournal, Journal, PlainJournal
 from agent.journal.reopening import ReopeningJournal
 from agent.lights.bay import (
@@ -185,6 +186,7 @@ def build_daemon(config: AgentConfig, *, pin_factory: Any = None) -> Daemon:
         notifier=SystemdNotifier.from_environment(),
         sync=sync,
         phones=phone_backend(),
+        labels=label_source(config.exhibit.scanner),
     )
 
 

@@ -36,6 +36,8 @@ from agent.daemon.sync import SyncSetup
 from agent.devices.identity import DeviceIdentity
 from agent.devices.mounter import Mounter
 from agent.devices.source import DeviceEvent, DeviceSource
+from agent.exhibit.pending import PendingExhibits
+from agent.exhibit.reader import LabelSource
 from agent.journal.records import filters_record
 from agent.lights.bay import BayLights, LightsBackend, LightsTicker
 from agent.lights.signals import Signal
@@ -47,6 +49,9 @@ STOP_GRACE_SECONDS = 4.0
 REFRESH_SECONDS = 2.0
 STATUS_SECONDS = 1.0
 INCOMPLETE_HOLD_SECONDS = 60.0
+EXHIBIT_ACK_SECONDS = 0.8  # idle bays show "exhibit scanned" (its pattern takes 0.6 s), then ready again
+# a phone back in its bay this soon (it re-enumerates when set to File transfer) keeps its exhibit
+EXHIBIT_REPLUG_SECONDS = 30.0
 
 
 class Daemon:
@@ -65,6 +70,7 @@ class Daemon:
         ticker: bool = True,
         sync: SyncSetup | None = None,
         phones: PhoneBackend | None = None,
+        labels: LabelSource | None = None,
     ) -> None:
         self.config = config
         self.source = source
@@ -92,6 +98,10 @@ class Daemon:
         # after a device is removed, its bay's lights return to ready at this monotonic time
         self._ready_at: dict[str, float] = {}
         self._waiting: list[DeviceEvent] = []  # plugs held until the bay's old worker has ended
+        self.labels = labels  # the barcode scanner's exhibit labels (agent/exhibit), or None
+        self.exhibits = PendingExhibits(config.exhibit.timeout_seconds)
+        self._ack_until = 0.0  # idle bays show "exhibit scanned" until then (monotonic)
+        self._phone_workers: dict[str, PhoneWorker] = {}  # each bay's last phone worker
 
     # -- signals and wake-ups -------------------------------------------------------------------
     def wake(self) -> None:
@@ -128,13 +138,17 @@ class Daemon:
         selector = selectors.DefaultSelector()
         selector.register(self.source.fileno(), selectors.EVENT_READ, "source")
         selector.register(self._wake_read, selectors.EVENT_READ, "wake")
+        if self.labels is not None:
+            selector.register(self.labels.fileno(), selectors.EVENT_READ, "labels")
         last_refresh = last_status = last_watchdog = time.monotonic()
         try:
             while not self._stop.is_set():
-                timeout = min(self.source.timeout() or REFRESH_SECONDS, REFRESH_SECONDS)
+                # at most REFRESH_SECONDS, less while an exhibit acknowledgement plays or is due
+                timeout = min(self.source.timeout() or REFRESH_SECONDS, self._exhibit_timeout())
                 for key, _ in selector.select(timeout):
                     if key.data == "wake":
                         _drain(self._wake_read)
+                self._poll_labels()  # before the devices: a label is scanned before its device is plugged
                 for event in self.source.poll():
                     self._handle(event)
                 now = time.monotonic()
@@ -156,7 +170,10 @@ class Daemon:
                     last_watchdog = now
         finally:
             selector.close()
+            self._drop_exhibit("the kiosk stopped")
             self._shutdown()
+            if self.labels is not None:
+                self.labels.close()
         return 0
 
     def _handle(self, event: DeviceEvent) -> None:
@@ -185,20 +202,23 @@ class Daemon:
             return
         self._retry_journal()
         problem = self._fault()
+        exhibit = self._exhibit_for(bay, identity)
         if problem and self.sync is None:
             log.error("not scanning %s: %s", identity.label(), problem)
             bay.device, bay.phase, bay.verdict, bay.problem = identity, "not scanned", None, problem
             bay.progress, bay.hits, bay.priority_hits = None, 0, 0
             bay.started = bay.finished = now_iso()
+            bay.exhibit = exhibit
             bay.lights.show(Signal.FAULT)
             self._journal(
                 {"type": "not_scanned", "bay": bay.name, "device": identity.describe(), "reason": problem}
+                | ({"exhibit": exhibit} if exhibit else {})
             )
             self._dirty = True
             return
         self._ready_at.pop(bay.name, None)
         if identity.kind == "phone":
-            self._start_phone(bay, identity, problem)
+            self._start_phone(bay, identity, problem, exhibit)
             return
         worker = BayWorker(
             bay,
@@ -211,19 +231,23 @@ class Daemon:
             sync=self.sync,
             refusal=problem,  # with a fault the worker only looks for a sync stick
             exclusions=self.filters.exclusions,
+            exhibit=exhibit,
         )
         bay.worker = worker
         worker.start()
 
-    def _start_phone(self, bay: Bay, identity: DeviceIdentity, problem: str | None) -> None:
+    def _start_phone(
+        self, bay: Bay, identity: DeviceIdentity, problem: str | None, exhibit: str | None = None
+    ) -> None:
         if self.phones is None:
             problem = problem or "phones cannot be read here (no MTP/PTP backend)"
         backend = self.phones or _NoPhones()
         worker = PhoneWorker(
             bay, identity, backend, self.filters.filters, self.config.scan, self.journal, self.wake, problem,
-            exclusions=self.filters.exclusions,
+            exclusions=self.filters.exclusions, exhibit=exhibit,
         )  # fmt: skip
         bay.worker = worker
+        self._phone_workers[bay.name] = worker
         worker.start()
 
     def _retry_journal(self) -> None:
@@ -279,6 +303,8 @@ class Daemon:
             ready_at = self._ready_at.get(bay.name)
             if bay.busy or bay.device is not None or (ready_at is not None and now < ready_at):
                 continue
+            if now < self._ack_until and bay.lights.signal is Signal.EXHIBIT_SCANNED:
+                continue  # a scanned exhibit label's short pattern plays out first
             self._ready_at.pop(bay.name, None)
             fault = self._fault()
             bay.phase, bay.verdict, bay.progress, bay.problem = "ready", None, None, fault
@@ -301,6 +327,73 @@ class Daemon:
         except Exception as err:
             log.error("journal write failed: %s", err)
 
+    # -- exhibit references (a barcode scanner's labels) -----------------------------------------
+    def _poll_labels(self) -> None:
+        """Labels read since: each becomes the pending reference; one that waited too long is dropped."""
+        now = time.monotonic()
+        if self.labels is not None:
+            try:
+                labels = self.labels.poll()
+            except Exception as err:  # a scanner must never stop the kiosk
+                log.error("barcode scanner: %s", err)
+                labels = []
+            for label in labels:
+                self._label_scanned(label, now)
+        dropped = self.exhibits.expire(now)
+        if dropped is not None:
+            log.warning("exhibit %s dropped: %s", dropped["exhibit"], dropped["reason"])
+            self._journal(dropped)
+            self._dirty = True
+
+    def _label_scanned(self, label: str, now: float) -> None:
+        replaced = self.exhibits.scan(label)
+        if replaced is not None:
+            log.warning("exhibit %s dropped: %s", replaced["exhibit"], replaced["reason"])
+            self._journal(replaced)
+        self._dirty = True
+        idle: list[Bay] = []
+        if not self._fault():  # else the fault signal stays (the device still takes the label)
+            self._ack_until = now + EXHIBIT_ACK_SECONDS
+            for bay in self.bays:
+                ready_at = self._ready_at.get(bay.name)
+                if not bay.busy and bay.device is None and (ready_at is None or now >= ready_at):
+                    bay.lights.show(Signal.EXHIBIT_SCANNED)
+                    idle.append(bay)
+        shown = f"acknowledged by {', '.join(b.name for b in idle)}" if idle else "no idle bay acknowledges"
+        log.info("exhibit %s scanned (%s): the next device plugged into a bay takes it", label, shown)
+
+    def _exhibit_timeout(self) -> float:
+        """Seconds the loop may wait: until an acknowledgement ends or a pending reference is due."""
+        now = time.monotonic()
+        due = [self._ack_until - now] if now < self._ack_until else []
+        pending = self.exhibits.due(now)
+        return max(0.0, min([*due, *([pending] if pending is not None else []), REFRESH_SECONDS]))
+
+    def _exhibit_for(self, bay: Bay, identity: DeviceIdentity) -> str | None:
+        """The reference the device plugged into ``bay`` takes: a phone back in its bay within
+        ``EXHIBIT_REPLUG_SECONDS`` with the same serial, gone before it could be read (it re-enumerates
+        when set to File transfer), keeps its own; else the pending one, if any."""
+        last = self._phone_workers.get(bay.name)
+        if (
+            identity.kind == "phone"
+            and last is not None
+            and last.exhibit
+            and last.unplugged
+            and last.result is None
+            and last.ended is not None
+            and time.monotonic() - last.ended <= EXHIBIT_REPLUG_SECONDS
+            and last.identity.serial
+            and last.identity.serial == identity.serial
+        ):
+            return last.exhibit
+        taken = self.exhibits.take()
+        return taken.reference if taken is not None else None
+
+    def _drop_exhibit(self, reason: str) -> None:
+        dropped = self.exhibits.drop(reason)
+        if dropped is not None:
+            self._journal(dropped)
+
     # -- status and shutdown --------------------------------------------------------------------
     def _summary(self) -> str:
         fault = self._fault()
@@ -319,6 +412,10 @@ class Daemon:
             "filter_warnings": self.filters.expiry_warnings(),
             "journal": {"healthy": self.journal_health() is None, "error": self.journal_health()},
             "bays": [b.describe() for b in self.bays],
+            "exhibit": {
+                "pending": self.exhibits.describe(),
+                "scanners": self.labels.attached() if self.labels is not None else None,
+            },
         }
 
     def _write_status(self) -> None:

@@ -53,9 +53,10 @@ class PhoneWorker(BayWorker):
         refusal: str | None = None,
         poll_seconds: float = POLL_SECONDS,
         exclusions: ExclusionList | None = None,
+        exhibit: str | None = None,
     ) -> None:
         super().__init__(
-            bay, identity, None, filters, scan_config, journal, on_change, None, refusal, exclusions
+            bay, identity, None, filters, scan_config, journal, on_change, None, refusal, exclusions, exhibit
         )
         self.backend = backend
         self.poll_seconds = poll_seconds
@@ -151,6 +152,7 @@ class PhoneWorker(BayWorker):
             "message": message,
             "storages": [s.describe() for s in storages],
             "at": now_iso(),
+            **self.exhibit_field(),
         }
         if reason:
             record["reason"] = reason

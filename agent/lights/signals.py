@@ -20,6 +20,7 @@ so an officer with red-green colour blindness reads them as surely as anyone:
 | iPhone not trusted | off | 3 short flashes every 2 s | off | 2 short beeps |
 | sync stick in use | off | alternates with green, 1/s | alternates with amber | off |
 | sync done | off | off | 2 short flashes every 2 s | 2 short beeps |
+| exhibit label scanned (idle bays, once) | off | off | 3 quick flashes (0.1 s) | 1 short beep |
 
 Example::
 
@@ -51,6 +52,7 @@ class Signal(enum.Enum):
     PHONE_TRUST = "phone_trust"  # the officer can act: unlock the iPhone, tap Trust
     SYNC = "sync"
     SYNC_DONE = "sync_done"
+    EXHIBIT_SCANNED = "exhibit_scanned"  # a label was read: the next device plugged in takes it
 
 
 class Levels(NamedTuple):
@@ -109,4 +111,7 @@ def levels_at(signal: Signal, t: float, progress: float | None = None) -> Levels
         return Levels(amber=not green, green=green)
     if signal is Signal.SYNC_DONE:
         return Levels(green=_blink(t % 2.0, 0.4, 0.2) and (t % 2.0) < 0.8, buzzer=_beeps(t, 2))
+    if signal is Signal.EXHIBIT_SCANNED:  # once, 0.6 s: then the bay's idle signal again
+        tenths = int(t * 10 + 1e-9)  # on at 0, 0.2 and 0.4 s, 0.1 s each (t * 10 exact in tenths)
+        return Levels(green=tenths < 6 and tenths % 2 == 0, buzzer=t < 0.15)
     return Levels()
