@@ -335,7 +335,9 @@ def overlay(tree: Path, target: Target, station: Path) -> None:
     if target.test_instruments:
         shutil.copytree(HERE / "rootfs-test", tree, dirs_exist_ok=True, symlinks=True)
     systemd = REPO / "systemd"
-    shutil.copy(systemd / "fieldtriage-agent.service", tree / "etc/systemd/system/fieldtriage-agent.service")
+    # the agent, and the clock helper it asks to step the clock (agent/daemon/clock_step.py)
+    for unit in ("fieldtriage-agent.service", "fieldtriage-clock.path", "fieldtriage-clock.service"):
+        shutil.copy(systemd / unit, tree / "etc/systemd/system" / unit)
     shutil.copy(
         systemd / "60-fieldtriage-readonly.rules", tree / "etc/udev/rules.d/60-fieldtriage-readonly.rules"
     )
@@ -345,6 +347,7 @@ def overlay(tree: Path, target: Target, station: Path) -> None:
     for unit in (
         "fieldtriage-agent.service",
         "fieldtriage-provision.service",
+        "fieldtriage-clock.path",
         *(
             ("fieldtriage-test-gpio-sim.service", "fieldtriage-test-lights.service")
             if target.test_instruments

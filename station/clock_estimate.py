@@ -10,12 +10,17 @@ whose true time is known:
   estimate is then as good as that clock (seconds at most).
 * ``sync_stick``: a sync stick used in the same boot whose ``sync`` record carries
   ``token_created``, the station's time (Unix seconds) when it prepared that stick. The stick was
-  used after it was prepared, so this is a lower bound ("no earlier than"), not a point.
+  used after it was prepared, so this is a lower bound ("no earlier than"), not a point. A
+  ``clock_step`` record of the same boot (the kiosk stepped its clock forward to that time,
+  agent/daemon/clock_step.py) is the same kind of anchor, taken at the step itself: ``to_ns`` at the
+  step's ``monotonic_ns``, a lower bound a little tighter than the sync record's, which is written
+  after the copy.
 * The station's last import of the kiosk's journal is an upper bound of every record it holds.
 
-Kiosks today journal a sync stick's ``token_id`` but not ``token_created``, and the station keeps
-no list of the tokens it issued: without a synchronised record in the same boot there is no
-estimate, and the page says so.
+Kiosks of earlier releases journal a sync stick's ``token_id`` but not ``token_created``, and
+the station keeps no list of the tokens it issued: without a synchronised record (NTP, or a trusted
+RTC: ``clock_source`` ``ntp`` or ``rtc``) or a stick in the same boot there is no estimate, and the
+page says so.
 
 Example::
 
@@ -77,7 +82,8 @@ class ClockEstimate:
 class KioskClock:
     """Anchors of one kiosk, by boot: ``synchronised[boot] = [(monotonic_ns, wall_ns)]`` of records
     written with a synchronised clock, ``sticks[boot] = [(monotonic_ns, station_ns)]`` of sync
-    records that carry the station's time; ``imported_ns`` the station's last import."""
+    records that carry the station's time and of clock steps to it; ``imported_ns`` the station's
+    last import."""
 
     def __init__(
         self,
@@ -134,6 +140,12 @@ def kiosk_clock(store: Store, kiosk_id: str) -> KioskClock:
         created = _token_created(body_text)
         if isinstance(boot, str) and boot and _is_int(mono) and created is not None:
             sticks.setdefault(boot, []).append((mono, created))
+    for boot, body_text in store.query(
+        "SELECT boot_id, body FROM records WHERE kiosk_id = ? AND type = 'clock_step'", (kiosk_id,)
+    ):
+        step = _clock_step(body_text)
+        if isinstance(boot, str) and boot and step is not None:
+            sticks.setdefault(boot, []).append(step)
     return KioskClock(synchronised, sticks, _last_import(store, kiosk_id))
 
 
@@ -150,6 +162,21 @@ def _token_created(body_text: object) -> int | None:
         return None
     if _is_int(value) and 0 < value < MAX_TOKEN_SECONDS:
         return value * 1_000_000_000
+    return None
+
+
+def _clock_step(body_text: object) -> tuple[int, int] | None:
+    """(``monotonic_ns``, ``to_ns``) of a clock_step record: the step's own moment and the station's
+    time the clock was set to (a lower bound of the true time then)."""
+    if not isinstance(body_text, str):
+        return None
+    try:
+        body = body_from_json(body_text)
+    except ValueError:
+        return None
+    mono, to = body.get("monotonic_ns"), body.get("to_ns")
+    if _is_int(mono) and mono >= 0 and _is_int(to) and 0 < to < MAX_TOKEN_SECONDS * 1_000_000_000:
+        return mono, to
     return None
 
 

@@ -11,6 +11,10 @@ The target is the stick's mount folder (or its block device, when mounted). The 
 the filesystem UUID, from ``--uuid``, blkid (device) or findmnt (folder). Nothing written here can
 decrypt anything.
 
+The token's ``created`` is this station's clock, signed: a kiosk whose clock is behind it steps its
+clock forward to it (agent/daemon/clock_step.py) and never back, so a station clock that is not
+synchronised (adjtimex says so) gets a note: a station clock ahead would set every kiosk ahead.
+
 Example::
 
     >>> import datetime as dt, tempfile, pathlib
@@ -28,10 +32,11 @@ import datetime as dt
 import shutil
 import stat
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.journal.clock import kernel_clock_synchronised
 from agent.journal.copying import copy_atomically
 from agent.journal.stick_filters import (
     EXCLUSIONS_FOLDER,
@@ -76,7 +81,14 @@ def prepare_stick(
     now: dt.datetime | None = None,
     exclusions: bool = True,
     shared: bool = True,
+    station_clock: Callable[[], bool | None] = kernel_clock_synchronised,
 ) -> StickPrepared:
+    clock_note: list[str] = []
+    if now is None and station_clock() is False:
+        clock_note.append(
+            "this station's clock is not synchronised (NTP): kiosks behind its time step their clocks "
+            "forward to it, and a kiosk never steps back; check the station's time"
+        )
     now = now or dt.datetime.now(dt.UTC)
     filters, trust_keys = list(filters), list(trust_keys)
     carried_shared = shared_path(home) if shared and shared_path(home).exists() else None
@@ -89,7 +101,7 @@ def prepare_stick(
         token = write_sync_token(folder, uuid, signing_key, now, valid_for)
     except FieldtriageError as err:
         raise StationError(err.subject, err.reason) from err
-    prepared = StickPrepared(folder, uuid, token, now + valid_for)
+    prepared = StickPrepared(folder, uuid, token, now + valid_for, notes=clock_note)
     for filter_path in filters:
         load_filter(filter_path, None, check_validity=False)  # a filter file at all (kiosks verify)
         prepared.copied.append(_copy(filter_path, folder / FILTER_FOLDER / filter_path.name))
@@ -108,9 +120,8 @@ def prepare_stick(
     if exclusions and home.database_path.exists():
         store = Store.open(home.database_path, create=False)
         try:
-            prepared.exclusions, prepared.notes = issue_exclusion_list(
-                store, now_ns=int(now.timestamp() * 1e9)
-            )
+            prepared.exclusions, notes = issue_exclusion_list(store, now_ns=int(now.timestamp() * 1e9))
+            prepared.notes.extend(notes)
         finally:
             store.close()
         destination = folder / EXCLUSIONS_FOLDER / EXCLUSIONS_NAME

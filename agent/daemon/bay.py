@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.config import BayConfig, ScanConfig
-from agent.daemon.sync import SyncSetup, find_sync_partition, run_sync
+from agent.daemon.sync import SyncSetup, find_sync_partition, run_sync, step_clock
 from agent.device_scan import DeviceScanResult, scan_mounted
 from agent.devices.identity import DeviceIdentity
 from agent.devices.mounter import MountedDevice, Mounter
@@ -253,6 +253,9 @@ class BayWorker(threading.Thread):
         bay.phase = "syncing"
         bay.lights.show(Signal.SYNC)
         self.on_change()
+        step, clock = step_clock(setup, token)  # forward to the station's signed time when behind
+        if step is not None:
+            self._append(step | {"bay": bay.name})
         try:
             record = run_sync(self.identity.devnode, part, token, setup)
             signal, verdict = Signal.SYNC_DONE, "synced"
@@ -266,6 +269,7 @@ class BayWorker(threading.Thread):
             }
             signal, verdict = Signal.FAULT, "sync failed"
         record |= {"bay": bay.name, "device": self.identity.describe(), "lights_shown": [signal.value]}
+        record |= {"clock": clock}
         record |= self.exhibit_field()
         bay.phase, bay.finished = "done", now_iso()
         if self._append(record):

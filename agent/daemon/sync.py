@@ -7,6 +7,11 @@ segment not yet synced, and takes new filters, station-signed trust keys and the
 list (reviewed false positives, agent/scan/exclusions.py). A stick with no token,
 a forged token, a token for another stick or an expired one is evidence: read-only, scanned.
 
+Before that, ``step_clock`` asks fieldtriage-clock.service to step the kiosk's clock forward to the
+token's ``created`` (the station's signed time when it prepared the stick) when the clock is behind
+it (agent/daemon/clock_step.py); a step is journaled as a ``clock_step`` record, and every sync
+record says what came of it (``clock``).
+
 Example::
 
     setup = SyncSetup(station_key, journal, paths)
@@ -16,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +30,13 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.config import PathsConfig
+from agent.daemon.clock_step import ClockStepper
 from agent.devices.mounter import MountedDevice, PartitionMount
 from agent.devices.sync_mount import mount_read_write
 from agent.journal.sync import export_segments, import_filters_from_stick, verify_sync_token
 from agent.journal.sync_token import TOKEN_NAME, SyncToken
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +46,20 @@ class SyncSetup:
     station_key: Ed25519PublicKey
     journal: Any  # the journal the daemon writes (rotated before a copy when it can be)
     paths: PathsConfig
+    clock: ClockStepper | None = None  # None: fieldtriage-clock.service through paths.runtime/clock
+
+
+def step_clock(setup: SyncSetup, token: SyncToken) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Step the clock forward to the token's time when it is behind (never raises): the
+    ``clock_step`` record when it was stepped, and the sync record's ``clock`` field."""
+    try:
+        stepper = setup.clock or ClockStepper(setup.paths.runtime / "clock")
+        outcome = stepper.step(token.raw)
+    except Exception as err:  # the sync goes on whatever happens to the clock
+        log.error("clock step failed: %s", err)
+        return None, {"outcome": "failed", "line": f"clock not stepped: {err}", "observed_step_ns": None}
+    (log.warning if outcome.outcome in ("refused", "failed", "no_answer") else log.info)("%s", outcome.line)
+    return outcome.record(), outcome.summary()
 
 
 def find_sync_partition(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cbor2
@@ -52,6 +52,7 @@ class SyncToken:
     created: int
     expires: int
     signer: str
+    raw: bytes = field(default=b"", repr=False, compare=False)  # the token file's bytes, as verified
 
 
 def normalised_uuid(fs_uuid: str) -> str:
@@ -97,6 +98,20 @@ def write_sync_token(
     return path
 
 
+def read_token_bytes(path: Path) -> bytes | str:
+    """A token file's bytes (at most ``MAX_TOKEN_BYTES``), or why they cannot be read (one line)."""
+    try:
+        with Path(path).open("rb") as f:
+            data = f.read(MAX_TOKEN_BYTES + 1)
+    except FileNotFoundError:
+        return "no sync token"
+    except OSError as err:
+        return f"sync token unreadable: {err.strerror}"
+    if len(data) > MAX_TOKEN_BYTES:
+        return "sync token oversized"
+    return data
+
+
 def verify_sync_token(
     folder: Path, fs_uuid: str, station_key: Ed25519PublicKey, now: dt.datetime
 ) -> SyncToken | str:
@@ -104,14 +119,23 @@ def verify_sync_token(
 
     Only the expiry is checked against ``now``: a kiosk without a battery clock may be behind.
     """
-    path = Path(folder) / TOKEN_NAME
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_TOKEN_BYTES + 1)
-    except FileNotFoundError:
-        return "no sync token"
-    except OSError as err:
-        return f"sync token unreadable: {err.strerror}"
+    data = read_token_bytes(Path(folder) / TOKEN_NAME)
+    if isinstance(data, str):
+        return data
+    token = verify_token_bytes(data, station_key)
+    if isinstance(token, str):
+        return token
+    if token.fs_uuid != normalised_uuid(fs_uuid):
+        return f"token is for filesystem {token.fs_uuid}, this stick is {normalised_uuid(fs_uuid)}"
+    if now.timestamp() >= token.expires:
+        return f"sync token expired at {dt.datetime.fromtimestamp(token.expires, dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
+    return token
+
+
+def verify_token_bytes(data: bytes, station_key: Ed25519PublicKey) -> SyncToken | str:
+    """The token these bytes hold when the station signed it, else why not (one line); neither the
+    stick it names nor its expiry is checked (the clock helper, agent/daemon/clock_step.py, takes
+    only its ``created`` from it: the station's time when it prepared the stick)."""
     if len(data) > MAX_TOKEN_BYTES:
         return "sync token oversized"
     try:
@@ -137,10 +161,11 @@ def verify_sync_token(
         return f"malformed sync token: {err}"
     except InvalidSignature:
         return "sync token signature does not verify (forged or altered)"
-    return _token_from_fields(fields, fs_uuid, now, bytes(key_id).hex())
+    token = _token_from_fields(fields, bytes(key_id).hex())
+    return token if isinstance(token, str) else replace(token, raw=bytes(data))
 
 
-def _token_from_fields(fields: object, fs_uuid: str, now: dt.datetime, signer: str) -> SyncToken | str:
+def _token_from_fields(fields: object, signer: str) -> SyncToken | str:
     if not isinstance(fields, dict) or set(fields) != {"fs_uuid", "token_id", "created", "expires"}:
         return "malformed sync token payload"
     uuid, token_id, created, expires = (fields[k] for k in ("fs_uuid", "token_id", "created", "expires"))
@@ -151,8 +176,4 @@ def _token_from_fields(fields: object, fs_uuid: str, now: dt.datetime, signer: s
         and isinstance(expires, int)
     ):
         return "malformed sync token payload"
-    if uuid != normalised_uuid(fs_uuid):
-        return f"token is for filesystem {uuid}, this stick is {normalised_uuid(fs_uuid)}"
-    if now.timestamp() >= expires:
-        return f"sync token expired at {dt.datetime.fromtimestamp(expires, dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
     return SyncToken(uuid, token_id, created, expires, signer)

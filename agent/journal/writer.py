@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from agent.journal.clock import ClockReader
+from agent.journal.clock import ClockReader, header_time
 from agent.journal.copying import fsync_folder
 from agent.journal.keys import load_or_create_device_key, load_x25519_public_key, raw_public
 from agent.journal.records import RESERVED_KEY, normalised
@@ -247,7 +247,7 @@ class EncryptedJournal:
                 "previous_sealed": tail.previous_sealed,
                 "previous_torn_bytes": tail.previous_torn_bytes,
                 "ephemeral_key": ephemeral_raw,
-                "created": self._clock.now(),
+                "created": header_time(self._clock.now()),  # the four fields, no clock_source
                 "writer": f"fieldtriage {__version__}",
             },
             canonical=True,

@@ -17,7 +17,13 @@ def test_plain_journal_round_trip_and_torn_line_set_aside(tmp_path: Path) -> Non
     records, unreadable = read_plain_journal(tmp_path)
     assert [r["type"] for r in records] == ["a", "b"]
     assert records[0]["raw"] == b"\x01" and unreadable == 1
-    assert set(records[1]["time"]) == {"wall_ns", "monotonic_ns", "boot_id", "clock_synchronised"}
+    assert set(records[1]["time"]) == {
+        "wall_ns",
+        "monotonic_ns",
+        "boot_id",
+        "clock_synchronised",
+        "clock_source",
+    }
 
 
 def test_clock_fields() -> None:
