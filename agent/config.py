@@ -24,11 +24,12 @@ import stat
 import tomllib
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from agent.devices.selection import DEFAULT_RULES, parse_rule
+from agent.scan.blocks import BlockSettings
 from agent.scan.engine import MAX_WORKERS
 from filters.container import EXPIRY_WARNING_DAYS
 from filters.errors import ConfigError, UsageError, printable
@@ -48,7 +49,7 @@ GPIO_PINS = range(28)  # BCM GPIO 0-27 on the 40-pin header
 PSEUDO_FILESYSTEMS = ("/proc", "/sys", "/dev")
 FOLDER_KEYS = ("runtime", "filters", "trust", "journal")
 SHOWN_CHARACTERS = 40
-SECTIONS = ("paths", "scan", "devices", "filters", "lights", "bays", "exhibit")
+SECTIONS = ("paths", "scan", "devices", "filters", "lights", "bays", "blocks", "exhibit")
 MAX_EXHIBIT_TIMEOUT_SECONDS = 24 * 3600.0
 
 
@@ -106,6 +107,24 @@ class ExhibitConfig:
 
 
 @dataclass(frozen=True)
+class BlocksConfig:
+    # [blocks]: after a device's file scan, a sample of its raw 4 KiB blocks against the filters'
+    # block sets (docs/block-sampling.md), sized so that a known item of target_mib stored
+    # contiguously anywhere on the device is found with this confidence, within the time budget;
+    # only with a filter that has a block set
+    enabled: bool = True
+    target_mib: float = field(default=20.0, metadata={"range": (0.0625, 1048576.0)})
+    confidence: float = field(default=0.99, metadata={"range": (0.5, 0.999999)})
+    time_budget_seconds: float = field(default=1800.0, metadata={"range": (1.0, 7 * 86400.0)})
+
+    def settings(self) -> BlockSettings | None:
+        """What the bay's block sample aims for (None: block sampling is off)."""
+        if not self.enabled:
+            return None
+        return BlockSettings(int(self.target_mib * (1 << 20)), self.confidence, self.time_budget_seconds)
+
+
+@dataclass(frozen=True)
 class BayConfig:
     name: str = field(metadata={"max_length": MAX_BAY_NAME})
     red: int
@@ -124,6 +143,7 @@ class AgentConfig:
     bays: tuple[BayConfig, ...] = ()
     source: str = "<defaults>"
     filters: FiltersConfig = field(default_factory=FiltersConfig)  # [filters]; after source: positions kept
+    blocks: BlocksConfig = field(default_factory=BlocksConfig)  # [blocks]: the block sample
     exhibit: ExhibitConfig = field(default_factory=ExhibitConfig)  # [exhibit]: the barcode scanner
 
 
@@ -287,6 +307,7 @@ def parse_config(raw: Mapping[str, Any], source: str, *, check_folders: bool = T
     devices: DevicesConfig = _section(raw, source, "devices", DevicesConfig)
     lights: LightsConfig = _section(raw, source, "lights", LightsConfig)
     filter_settings: FiltersConfig = _section(raw, source, "filters", FiltersConfig)
+    blocks: BlocksConfig = _section(raw, source, "blocks", BlocksConfig)
     exhibit: ExhibitConfig = _section(raw, source, "exhibit", ExhibitConfig)
     if scan.mode not in MODES:
         raise ConfigError(source, f"scan.mode: must be one of {', '.join(MODES)}, not {shown(scan.mode)}")
@@ -315,7 +336,8 @@ def parse_config(raw: Mapping[str, Any], source: str, *, check_folders: bool = T
             raise ConfigError(source, f"exhibit.scanner[{index}]: {err}") from err
     bays = _bays(raw.get("bays", []), source)
     _check_paths(paths, source, look=check_folders)
-    return AgentConfig(paths, scan, devices, lights, bays, source, filters=filter_settings, exhibit=exhibit)
+    config = AgentConfig(paths, scan, devices, lights, bays, source, filters=filter_settings, exhibit=exhibit)
+    return replace(config, blocks=blocks)
 
 
 def _pseudo_filesystem(text: str) -> str | None:

@@ -4,6 +4,11 @@ The verdict of a device joins the scan's with what could not be mounted: a devic
 unreadable or unformatted part is ``incomplete`` unless something matched elsewhere on it, never
 ``no_match``. Used by ``fieldtriage scan --device/--image`` and by the daemon, the same path.
 
+With ``blocks`` (``BlockSettings``), the file scan is followed by a block sample of the raw device
+through the mounter's read-only descriptor (``agent/scan/blocks.py``): every partition, mounted or
+not, and the space outside them. A block hit is a match (red when its set is priority); the sample
+never makes a device green that its file scan did not: it can only find matches.
+
 Example (root)::
 
     result = scan_device("/dev/sdb", Mounter(Path("/run/fieldtriage")), Scanner(filters))
@@ -20,6 +25,16 @@ from typing import Any
 
 from agent.devices.identity import DeviceIdentity
 from agent.devices.mounter import MountedDevice, Mounter
+from agent.scan.blocks import (
+    BlockHit,
+    BlockSampleResult,
+    BlockSettings,
+    advise_normal,
+    advise_random,
+    fd_reader,
+    regions_of,
+    sample_device,
+)
 from agent.scan.engine import Scanner
 from agent.scan.events import ScanEvent
 from agent.scan.names import shown
@@ -43,10 +58,30 @@ class DeviceScanResult:
     device_problems: list[str] = field(default_factory=list)
     cleanup_problems: list[str] = field(default_factory=list)
     report: ScanReport | None = None
+    blocks: BlockSampleResult | None = None  # the block sample of the raw device (None: not asked)
 
     @property
     def exit_status(self) -> int:
         return EXIT_STATUS[self.verdict]
+
+    def statement(self) -> str:
+        """The verdict in words with what backs it: ``no match: every file checked; blocks 99% for
+        20 MiB``."""
+        words = {"priority_match": "priority match", "match": "match", "no_match": "no match"}
+        parts = []
+        hits = len(self.report.hits) if self.report is not None else 0
+        if self.verdict == "no_match":
+            parts.append("every file checked")
+        elif self.verdict == "incomplete":
+            parts.append("not every file checked")
+        elif hits:
+            parts.append(f"{hits} file{'s' if hits != 1 else ''} matched")
+        blocks = self.blocks
+        if blocks is not None and blocks.hits:
+            parts.append(f"{len(blocks.hits)} known block{'s' if len(blocks.hits) != 1 else ''} found")
+        if blocks is not None and blocks.skipped != NO_BLOCK_SETS:
+            parts.append(blocks.short())
+        return f"{words.get(self.verdict, 'could not check')}: {'; '.join(parts)}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,15 +95,79 @@ class DeviceScanResult:
             "device_problems": self.device_problems,
             "cleanup_problems": self.cleanup_problems,
             "scan": self.report.to_json() if self.report else None,
+            "blocks": self.blocks.to_json() if self.blocks else None,
+            "block_hits": self.blocks.hits_json() if self.blocks else [],
+            "statement": self.statement(),
         }
 
 
-def device_verdict(report: ScanReport | None, device_complete: bool) -> Verdict:
-    if report is not None and report.verdict in ("priority_match", "match"):
-        return report.verdict
+def device_verdict(
+    report: ScanReport | None, device_complete: bool, blocks: BlockSampleResult | None = None
+) -> Verdict:
+    """The file scan's verdict joined with what could not be mounted and with the block sample's
+    hits: a block hit is a match; the sample never makes a device more than its files make it."""
+    if (report is not None and report.verdict == "priority_match") or (
+        blocks is not None and blocks.priority
+    ):
+        return "priority_match"
+    if (report is not None and report.verdict == "match") or (blocks is not None and blocks.hits):
+        return "match"
     if report is None or not device_complete:
         return "incomplete"
     return report.verdict
+
+
+NO_BLOCK_SETS = "no filter has a block set"
+
+
+def _files_state(mounted: bool, problem: str) -> str:
+    """What the file scan did with a partition, for the block sample's regions."""
+    if mounted:
+        return f"checked, but {problem}" if problem else "checked"
+    return f"not checked: {problem or 'not mounted'}"
+
+
+def sample_blocks(
+    mounted: MountedDevice,
+    scanner: Scanner,
+    settings: BlockSettings,
+    report: ScanReport | None,
+    on_hit: Callable[[BlockHit], None] | None = None,
+) -> BlockSampleResult:
+    """The block sample of ``mounted``'s raw device, read through its read-only descriptor, with
+    the filters of ``scanner``; a sample that cannot run says why (never raises)."""
+    skipped = None
+    if scanner.cancel.is_set():
+        skipped = "cancelled"
+    elif report is not None and report.stopped_at_first_priority:
+        skipped = "stopped at the first priority match"
+    elif mounted.fd is None:
+        skipped = "the device is not open"
+    if skipped is not None:
+        return BlockSampleResult(settings, skipped=skipped)
+    fd = mounted.fd
+    assert fd is not None
+    parts = [
+        (p.partition.number, p.partition.start, p.partition.size, _files_state(p.mounted, p.problem))
+        for p in mounted.partitions
+    ]
+    read_at = fd_reader(fd)
+
+    def quiet(offset: int, length: int) -> bytes:  # boot sectors: an unreadable one is no layout
+        try:
+            return read_at(offset, length)
+        except OSError:
+            return b""
+
+    advise_random(fd)
+    try:
+        regions = regions_of(mounted.size, parts, quiet)
+        filters = [p.contraband for p in scanner.plan.filters]
+        return sample_device(read_at, regions, filters, settings, scanner.cancel, on_hit)
+    except Exception as err:  # a bug must not take the file scan's verdict with it
+        return BlockSampleResult(settings, skipped=f"internal error: {type(err).__name__}: {err}")
+    finally:
+        advise_normal(fd)
 
 
 def relative_to(report: ScanReport, prefix: bytes) -> ScanReport:
@@ -93,13 +192,17 @@ def scan_device(
     *,
     identity: DeviceIdentity | None = None,
     on_event: Callable[[ScanEvent], None] | None = None,
+    blocks: BlockSettings | None = None,
+    on_block_hit: Callable[[BlockHit], None] | None = None,
 ) -> DeviceScanResult:
     """Mount, scan and unmount ``source``; never raises for what a device can do to us."""
     try:
         mounted = mounter.mount(source)
     except FieldtriageError as err:
         return DeviceScanResult(source, "incomplete", identity, device_problems=[str(err)])
-    return scan_mounted(mounted, scanner, identity=identity, on_event=on_event)
+    return scan_mounted(
+        mounted, scanner, identity=identity, on_event=on_event, blocks=blocks, on_block_hit=on_block_hit
+    )
 
 
 def scan_mounted(
@@ -108,8 +211,11 @@ def scan_mounted(
     *,
     identity: DeviceIdentity | None = None,
     on_event: Callable[[ScanEvent], None] | None = None,
+    blocks: BlockSettings | None = None,
+    on_block_hit: Callable[[BlockHit], None] | None = None,
 ) -> DeviceScanResult:
-    """Scan every mounted partition of ``mounted``, then close it (unmount, detach)."""
+    """Scan every mounted partition of ``mounted``, then (with ``blocks``) sample its raw device,
+    then close it (unmount, detach)."""
     result = DeviceScanResult(mounted.source, "incomplete", identity)
     try:
         result.size = mounted.size
@@ -120,8 +226,10 @@ def scan_mounted(
         if roots and not scanner.cancel.is_set():
             report = scanner.scan(roots, on_event)
             result.report = relative_to(report, os.fsencode(str(mounted.folder)) + b"/")
+        if blocks is not None:
+            result.blocks = sample_blocks(mounted, scanner, blocks, result.report, on_block_hit)
     finally:
         mounted.close()
         result.cleanup_problems = list(mounted.cleanup_problems)
-    result.verdict = device_verdict(result.report, mounted.complete)
+    result.verdict = device_verdict(result.report, mounted.complete, result.blocks)
     return result

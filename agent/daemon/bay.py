@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agent.config import BayConfig, ScanConfig
+from agent.config import BayConfig, BlocksConfig, ScanConfig
 from agent.daemon.sync import SyncSetup, find_sync_partition, run_sync, step_clock
 from agent.device_scan import DeviceScanResult, scan_mounted
 from agent.devices.identity import DeviceIdentity
@@ -34,6 +34,7 @@ from agent.devices.mounter import MountedDevice, Mounter
 from agent.journal.records import fitted_scan_record
 from agent.lights.bay import BayLights
 from agent.lights.signals import Signal
+from agent.scan.blocks import BlockHit
 from agent.scan.engine import Scanner
 from agent.scan.events import ScanEvent, ScanHit, ScanProgress
 from agent.scan.exclusions import ExclusionList
@@ -121,6 +122,7 @@ class BayWorker(threading.Thread):
         refusal: str | None = None,
         exclusions: ExclusionList | None = None,
         exhibit: str | None = None,
+        blocks: BlocksConfig | None = None,
     ) -> None:
         super().__init__(name=f"bay-{bay.name}", daemon=True)
         self.bay = bay
@@ -133,6 +135,7 @@ class BayWorker(threading.Thread):
         self.on_change = on_change
         self.sync = sync
         self.refusal = refusal  # set: the kiosk cannot scan (no valid filter...), it can only sync
+        self.blocks = blocks.settings() if blocks is not None else None  # the block sample, or none
         self.exhibit = exhibit  # the scanned exhibit reference this device took: in every record
         self.ended: float | None = None  # monotonic, once run() is over
         self.notes: list[str] = []
@@ -225,6 +228,16 @@ class BayWorker(threading.Thread):
             return None
         self.bay.phase = "scanning"
         self.on_change()
+        if self.blocks is not None and any(f.block_sets for f in self.filters):
+            self.result = scan_mounted(
+                mounted,
+                scanner,
+                identity=self.identity,
+                on_event=self._on_event,
+                blocks=self.blocks,
+                on_block_hit=self._on_block_hit,
+            )
+            return self.result.verdict
         self.result = scan_mounted(mounted, scanner, identity=self.identity, on_event=self._on_event)
         return self.result.verdict
 
@@ -296,6 +309,15 @@ class BayWorker(threading.Thread):
             signal = Signal.SCANNING_PRIORITY if bay.priority_hits else Signal.SCANNING
             bay.lights.show(signal, bay.progress)
 
+    def _on_block_hit(self, hit: BlockHit) -> None:
+        """A known block in the raw device: a hit like a file's, red at once when priority."""
+        bay = self.bay
+        bay.hits += 1
+        if hit.is_priority:
+            bay.priority_hits += 1
+            bay.lights.show(Signal.SCANNING_PRIORITY, bay.progress)
+        self.on_change()
+
     def _journal(self, verdict: str, signal: Signal, seconds: float) -> bool:
         """Append the scan's record; True once it is on disk. ``lights_shown`` ends with the
         verdict's signal, which the bay shows only then."""
@@ -338,6 +360,10 @@ class BayWorker(threading.Thread):
             record["device_problems"] = device["device_problems"]
             record["cleanup_problems"] = device["cleanup_problems"]
             record["scan"] = device["scan"]
+            if result.blocks is not None:  # the block sample: its confidence, known blocks and offsets
+                record["blocks"] = device["blocks"]
+                record["block_hits"] = device["block_hits"]
+                record["statement"] = device["statement"]  # "no match: every file checked; blocks 99%..."
         return self._append(fitted_scan_record(record))
 
     def exhibit_field(self) -> dict[str, Any]:

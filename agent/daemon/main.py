@@ -231,6 +231,7 @@ class Daemon:
             sync=self.sync,
             refusal=problem,  # with a fault the worker only looks for a sync stick
             exclusions=self.filters.exclusions,
+            blocks=self.config.blocks,
             exhibit=exhibit,
         )
         bay.worker = worker

@@ -137,6 +137,12 @@ class MountedDevice:
     def mounted_partitions(self) -> list[PartitionMount]:
         return [p for p in self.partitions if p.mounted]
 
+    @property
+    def fd(self) -> int | None:
+        """The device's read-only descriptor (BLKROSET set), open until ``close()``: the block
+        sample reads the raw device through it (agent/scan/blocks.py)."""
+        return self._fd
+
     def roots(self) -> list[Path]:
         """Every mounted tree of the device, on-disk and replayed views, in partition order."""
         return [root for p in self.partitions for root in p.roots()]

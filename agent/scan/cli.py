@@ -6,6 +6,7 @@ Example::
 
     fieldtriage scan --filter kiosk.ftf --trust /var/lib/fieldtriage/trust /mnt/evidence
     fieldtriage scan --filter a.ftf --filter b.ftf --trust keys/ --mode full --json /mnt/evidence
+    fieldtriage scan --filter k.ftf --trust keys/ --image stick.img --blocks --target 20MiB --confidence 0.99
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import threading
 from pathlib import Path
 
 from agent.phones.cli import scan_phone_command
-from agent.scan.device_cli import scan_device_or_image
+from agent.scan.device_cli import block_settings, register_block_options, scan_device_or_image
 from agent.scan.engine import MAX_WORKERS, Scanner
 from agent.scan.plan import MODES
 from agent.scan.progress import ProgressBar
@@ -61,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--stop-at-first-priority", action="store_true", help="stop at the first priority match"
     )
+    register_block_options(parser)
     parser.set_defaults(handler=cmd_scan)
 
 
@@ -70,6 +72,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     given = [bool(args.paths), args.device is not None, args.image is not None, args.phone is not None]
     if sum(given) != 1:
         raise UsageError("scan", "give folders to scan, or one --device, --image or --phone")
+    if args.blocks and args.device is None and args.image is None:
+        raise UsageError("--blocks", "samples the raw blocks of a --device or --image")
+    block_settings(args)  # refuses --target without --blocks before anything is loaded
     if args.phone is not None:
         return scan_phone_command(args, lambda: build_scanner(args))
     if args.device is not None or args.image is not None:

@@ -99,7 +99,40 @@ def print_device_summary(result: DeviceScanResult, out: TextIO) -> None:
         print(f"  cleanup: {printable(problem)}", file=out)
     if result.report is not None:
         print_summary(result.report, out)
+    print_blocks(result, out)
     print(f"device verdict: {VERDICT_LINES[result.verdict]}", file=out)
+
+
+def print_blocks(result: DeviceScanResult, out: TextIO) -> None:
+    """The block sample of a device: its regions, hits and confidence, then the statement."""
+    blocks = result.blocks
+    if blocks is None:
+        return
+    if blocks.skipped:
+        print(f"blocks: not sampled: {printable(blocks.skipped)}", file=out)
+    else:
+        print(
+            f"blocks: {blocks.units_read:,} of {blocks.units:,} places sampled (seed {blocks.seed}), "
+            f"{human_bytes(blocks.bytes_read)} read in {blocks.seconds:.2f} s; 1 in {blocks.subsample} "
+            f"blocks of {blocks.dense_items:,} dense items in {plural(blocks.block_sets, 'block set')}",
+            file=out,
+        )
+        for region in blocks.regions:
+            grid = f"{region.fs}, {region.unit:,}-byte units" if region.fs else "no filesystem known, 4 KiB"
+            files = f"; files {region.files}" if region.files else ""
+            only = "; covered by the block sample only" if region.files.startswith("not checked") else ""
+            where = f"{region.label} ({grid} from offset {region.origin:,})"
+            print(f"  {where}: {region.units:,} places{files}{only}", file=out)
+        for hit in sorted(blocks.hits, key=lambda h: h.offset)[:LISTED]:
+            label = "priority" if hit.is_priority else "other"
+            print(f"  {label:8} {printable(hit.describe())} ({printable(hit.region)})", file=out)
+        if len(blocks.hits) > LISTED:
+            print(f"  ... {len(blocks.hits) - LISTED:,} more known blocks (see --json)", file=out)
+        if blocks.read_errors:
+            errors = plural(blocks.read_errors, "read error")
+            print(f"  {errors} (those places count as not sampled)", file=out)
+        print(f"  {printable(blocks.statement())}", file=out)
+    print(f"statement: {printable(result.statement())}", file=out)
 
 
 def _partition_line(part: dict[str, Any]) -> str:
