@@ -336,37 +336,42 @@ def main() -> None:
         subprocess.run(["cp", "--sparse=always", image / "fieldtriage-amd64.img", disk], check=True)
         seed_data_partition(disk, lab)
         tree = phone(work / "phone", files, args.mib << 20, lab)
-        load_before = os.getloadavg()[0]  # other work on the host slows the emulated machine down
+        facts = f"{len(tree.files):,} files, {tree.total_bytes / 1e9:.2f} GB, {len(tree.known)} known"
+        facts += f", host load average {os.getloadavg()[0]:.1f} at the start"  # other work slows the guest
         guest = Guest(image, work, disk, accelerator(image))
+        print(f"Machine: {machine_line(f'QEMU {guest.accel} q35 2 vCPU, usb-mtp on qemu-xhci', facts)}")
         with guest:
             boot_s = guest.boot()
+            print(f"Kiosk booted to READY in {boot_s:.0f} s; the host's page cache holds the phone's folder")
+            print()
+            print("| measurement | to the end, s | command wall, s | files read | file bytes read "
+                  "| USB in / out | file MB/s | first priority hit, s | verdict | notes |")  # fmt: skip
+            print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
             guest.sh(f"mkdir -p {GUEST_FOLDER}")
             guest.write_file(f"{GUEST_FOLDER}/raw.py", RAW_SCRIPT.encode())
             if guest.run([PYTHON, "-c", "import gphoto2"]).status != 0:
                 sys.exit("bench_phone: the image has no python-gphoto2 (pyproject's dependency): rebuild it")
             bench = Bench(guest, tree, work)
-            rows = [bench.raw("sample"), bench.raw("sample", pcap=True), bench.kiosk_scan(False),
-                    bench.kiosk_scan(True), bench.agent_bay()]  # fmt: skip
+            runs = [lambda: bench.raw("sample"), lambda: bench.raw("sample", pcap=True),
+                    lambda: bench.kiosk_scan(False), lambda: bench.kiosk_scan(True),
+                    bench.agent_bay]  # fmt: skip
             if not args.skip_copy:
-                rows.append(bench.raw("copy"))
+                runs.append(lambda: bench.raw("copy"))
+            for run in runs:
+                print_row(run())
             guest.shutdown()
-        facts = f"{len(tree.files):,} files, {tree.total_bytes / 1e9:.2f} GB, {len(tree.known)} known"
-        facts += f", host load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
-        print(f"Machine: {machine_line(f'QEMU {guest.accel} q35 2 vCPU, usb-mtp on qemu-xhci', facts)}")
-        print(f"Kiosk booted to READY in {boot_s:.0f} s; the host's page cache holds the phone's folder")
-        print()
-        print("| measurement | to the end, s | command wall, s | files read | file bytes read | USB in / out "
-              "| file MB/s | first priority hit, s | verdict | notes |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for row in rows:
-            rate = f"{row.payload / row.seconds / 1e6:.1f}" if row.payload and row.seconds > 0 else "-"
-            wire = "-" if row.wire_in is None else f"{megabytes(row.wire_in)} / {megabytes(row.wire_out)}"
-            first = "-" if row.first_priority_s is None else f"{row.first_priority_s:.1f}"
-            wall = "-" if row.wall is None else f"{row.wall:.1f}"
-            files_read = "-" if row.files is None else f"{row.files:,}"
-            print(f"| {row.what} | {row.seconds:.1f} | {wall} | {files_read} "
-                  f"| {megabytes(row.payload) if row.payload else '-'} | {wire} | {rate} | {first} "
-                  f"| {row.verdict or '-'} | {row.note} |")  # fmt: skip
+        print(f"\nhost load average {os.getloadavg()[0]:.1f} at the end")
+
+
+def print_row(row: Row) -> None:
+    rate = f"{row.payload / row.seconds / 1e6:.1f}" if row.payload and row.seconds > 0 else "-"
+    wire = "-" if row.wire_in is None else f"{megabytes(row.wire_in)} / {megabytes(row.wire_out)}"
+    first = "-" if row.first_priority_s is None else f"{row.first_priority_s:.1f}"
+    wall = "-" if row.wall is None else f"{row.wall:.1f}"
+    files_read = "-" if row.files is None else f"{row.files:,}"
+    print(f"| {row.what} | {row.seconds:.1f} | {wall} | {files_read} "
+          f"| {megabytes(row.payload) if row.payload else '-'} | {wire} | {rate} | {first} "
+          f"| {row.verdict or '-'} | {row.note} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
