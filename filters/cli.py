@@ -29,8 +29,24 @@ BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 MAX_WARN_DAYS = 3650
 
 
+EXAMPLES = """examples:
+  fieldtriage filter keygen lab                       # lab.key (keep offline) and lab.pub
+  fieldtriage filter build -o unit.ftf --key lab.key --name "unit 2026-12" --expires 2027-03-31 known/
+  fieldtriage filter build -o vic.ftf --key lab.key --name vics vics:case.json
+  fieldtriage filter verify unit.ftf --trust lab.pub  # exit 0: valid and trusted
+  fieldtriage filter inspect unit.ftf --trust lab.pub
+  fieldtriage filter lookup unit.ftf --trust lab.pub --file suspect.jpg
+"""
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("filter", help="build, sign, inspect, verify and query filters")
+    parser = subparsers.add_parser(
+        "filter",
+        help="build, sign, inspect, verify and query filters",
+        description="Contraband filters: signed, compact, one-way sets of known-material digests.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="filter_command", required=True, metavar="COMMAND")
 
     keygen = commands.add_parser("keygen", help="make a provider signing key pair")
@@ -39,18 +55,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     build = commands.add_parser("build", help="build and sign a filter from hash sets or folders")
     build.add_argument("inputs", nargs="+", metavar="INPUT", help="file or folder, optionally FORMAT:PATH")
-    build.add_argument("-o", "--output", required=True, type=Path)
+    build.add_argument("-o", "--output", required=True, type=Path, help="the filter file to write (.ftf)")
     build.add_argument("--key", required=True, type=Path, help="provider private key (PREFIX.key)")
-    build.add_argument("--name", required=True)
-    build.add_argument("--provider", default="")
-    build.add_argument("--description", default="")
+    build.add_argument("--name", required=True, help="the filter's name, shown on kiosks and in reports")
+    build.add_argument("--provider", default="", help="who built it (unit or agency), shown with the name")
+    build.add_argument("--description", default="", help="a free-text line kept in the filter's metadata")
     build.add_argument(
         "--expires",
         type=parse_expires,
         help="last day YYYY-MM-DD (valid to the end of that day, UTC) or an ISO 8601 time "
         "(UTC if no zone); must be in the future",
     )
-    build.add_argument("--not-before", type=parse_date)
+    build.add_argument(
+        "--not-before", type=parse_date, metavar="DATE",
+        help="not valid before this day (YYYY-MM-DD: its start, UTC) or ISO 8601 time",
+    )  # fmt: skip
     build.add_argument("--format", choices=FORMATS, help="format of every input (default: detect)")
     build.add_argument(
         "--digests",
@@ -66,7 +85,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a folder of ordinary files whose 4 KiB blocks are left out of block sets (repeatable)",
     )  # fmt: skip
     build.add_argument("--category", default="known", help="category label for folder, list, hashdeep")
-    build.add_argument("--priority-class", choices=("priority", "other"), default="priority")
+    build.add_argument(
+        "--priority-class", choices=("priority", "other"), default="priority",
+        help="class of folder, list and hashdeep entries: priority lights red, other blinks red",
+    )  # fmt: skip
     build.add_argument("--list-kind", choices=DIGEST_KINDS, help="digest kind of plain lists")
     build.add_argument("--priority-categories", default="1,2", help="VICS categories that are priority")
     build.add_argument("--other-categories", default="3", help="VICS categories kept as 'other'")
@@ -74,8 +96,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build.set_defaults(handler=cmd_build)
 
     inspect = commands.add_parser("inspect", help="show a filter's metadata and sets")
-    inspect.add_argument("filter", type=Path)
-    inspect.add_argument("--json", action="store_true")
+    inspect.add_argument("filter", type=Path, help="the filter file (.ftf)")
+    inspect.add_argument("--json", action="store_true", help="print the metadata and sets as JSON")
     inspect.add_argument(
         "--trust",
         action="append",
@@ -86,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     inspect.set_defaults(handler=cmd_inspect)
 
     verify = commands.add_parser("verify", help="exit 0 when a filter is valid and trusted")
-    verify.add_argument("filter", type=Path)
+    verify.add_argument("filter", type=Path, help="the filter file (.ftf)")
     verify.add_argument(
         "--trust",
         action="append",
@@ -104,7 +126,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify.set_defaults(handler=cmd_verify)
 
     lookup = commands.add_parser("lookup", help="look files or digests up (exit 0 hit, 1 none, 2 error)")
-    lookup.add_argument("filter", type=Path)
+    lookup.add_argument("filter", type=Path, help="the filter file (.ftf)")
     lookup.add_argument(
         "--trust",
         action="append",
@@ -112,9 +134,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="PUB_OR_DIR",
         help="public key file or folder of them (repeatable)",
     )
-    lookup.add_argument("--file", action="append", default=[], type=Path)
-    lookup.add_argument("--digest", action="append", default=[], metavar="KIND:HEX")
-    lookup.add_argument("--digests-from", action="append", default=[], metavar="FILE_OR_DASH")
+    lookup.add_argument(
+        "--file", action="append", default=[], type=Path, help="a file to digest and look up (repeatable)"
+    )
+    lookup.add_argument(
+        "--digest", action="append", default=[], metavar="KIND:HEX",
+        help="a digest to look up, e.g. md5:9e107d9d372bb6826bd81d3542a419d6 (repeatable)",
+    )  # fmt: skip
+    lookup.add_argument(
+        "--digests-from", action="append", default=[], metavar="FILE_OR_DASH",
+        help="a file of KIND:HEX lines ('-': standard input) to look up",
+    )  # fmt: skip
     lookup.set_defaults(handler=cmd_lookup)
 
 

@@ -28,6 +28,16 @@ from station.stick import prepare_stick
 from station.store import Store
 from station.vics import vics_case
 
+STATION_EXAMPLES = """examples:
+  fieldtriage station init --home ~/station
+  fieldtriage station kiosks add enrollment.json --name "CPU bay 2" --location "Phnom Penh" --home ~/station
+  fieldtriage station prepare-stick /dev/sdc --home ~/station        # a sync stick for the kiosks
+  fieldtriage station import /media/sync-stick --home ~/station
+  fieldtriage station report --home ~/station -o report/             # report/index.html
+  fieldtriage station review list --home ~/station
+  fieldtriage station share --home ~/station -o confirmed.ftf
+"""
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
@@ -36,7 +46,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=Path,
         help="station folder (default $FIELDTRIAGE_STATION_HOME or ~/.fieldtriage-station)",
     )
-    parser = subparsers.add_parser("station", help="the unit workstation: keys, journal import, reports")
+    parser = subparsers.add_parser(
+        "station",
+        help="the unit workstation: keys, journal import, reports",
+        description="The unit's workstation: enrolled kiosks, journal import, reports, review, sharing.",
+        epilog=STATION_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="station_command", required=True, metavar="COMMAND")
 
     init = commands.add_parser("init", parents=[common], help="create the station's keys")
@@ -52,7 +68,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     importing.set_defaults(handler=cmd_import)
 
     report = commands.add_parser("report", parents=[common], help="scans as HTML, CSV or JSON")
-    report.add_argument("--format", choices=("html", "csv", "json"), default="html")
+    report.add_argument(
+        "--format", choices=("html", "csv", "json"), default="html",
+        help="html: pages for the analyst (index, kiosks, a page per scan); csv: a row per scan; json: all",
+    )  # fmt: skip
     report.add_argument("-o", "--output", type=Path, help="folder (html) or file (csv, json; default stdout)")
     report.add_argument("--since", type=parse_date, help="scans started at or after (YYYY-MM-DD or ISO 8601)")
     report.add_argument("--device", help="only devices whose vendor, model or serial contains this")
@@ -61,14 +80,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     vics = commands.add_parser("export-vics", parents=[common], help="a scan's hits as a VICS 2.0 case file")
     vics.add_argument("scan", metavar="SCAN", help="scan id, or KIOSK_ID:SCAN_ID when ids repeat")
-    vics.add_argument("--case-number")
+    vics.add_argument("--case-number", help="the case number written into the VICS file")
     vics.add_argument("-o", "--output", type=Path, help="file (default stdout)")
     vics.set_defaults(handler=cmd_export_vics)
 
     kiosks = commands.add_parser(
         "kiosks", parents=[common], help="enrolled kiosks (names, last sync, filters); enroll or retire one"
     )
-    kiosks.add_argument("--json", action="store_true")
+    kiosks.add_argument("--json", action="store_true", help="print the kiosks as JSON")
     kiosks.set_defaults(handler=cmd_kiosks)
     below = argparse.ArgumentParser(add_help=False)  # --home after the subcommand, not reset before it
     below.add_argument("--home", type=Path, default=argparse.SUPPRESS, help="station folder")
@@ -78,7 +97,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parents=[below],
         help="enroll a kiosk from the enrollment.json 'fieldtriage agent provision' wrote",
     )
-    add.add_argument("enrollment", type=Path, metavar="ENROLLMENT.json")
+    add.add_argument(
+        "enrollment", type=Path, metavar="ENROLLMENT.json",
+        help="the file 'fieldtriage agent provision' wrote (/var/lib/fieldtriage/enrollment.json)",
+    )  # fmt: skip
     add.add_argument("--name", required=True, help='what people call it: "Phnom Penh CPU bay 2"')
     add.add_argument("--location", default="", help="where it stands")
     add.set_defaults(handler=cmd_kiosks_add)

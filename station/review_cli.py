@@ -56,7 +56,7 @@ def add_commands(
     listing = actions.add_parser("list", parents=[below], help="hits needing review (--all: every hit)")
     listing.add_argument("--all", action="store_true", help="every hit, with its current state")
     listing.add_argument("--scan", help="one scan: scan id, or KIOSK_ID:SCAN_ID")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print the hits as JSON")
     listing.set_defaults(handler=cmd_review_list)
 
     setting = actions.add_parser(
@@ -66,7 +66,10 @@ def add_commands(
     setting.add_argument("hit", nargs="?", type=int, metavar="HIT", help="hit index, as 'review list' shows")
     setting.add_argument("--path", help="the hit's path (with --digest, instead of SCAN HIT)")
     setting.add_argument("--digest", metavar="[KIND:]HEX", help="a digest of the hit (with --path)")
-    setting.add_argument("--state", required=True, choices=STATES)
+    setting.add_argument(
+        "--state", required=True, choices=STATES,
+        help="confirmed: known material; false_positive: benign; needs_review: look again",
+    )  # fmt: skip
     setting.add_argument("--note", default="", help="why (kept with the review)")
     setting.add_argument("--analyst", help="who reviews (default: the login name)")
     setting.add_argument(
@@ -77,13 +80,13 @@ def add_commands(
     setting.set_defaults(handler=cmd_review_set)
 
     history = actions.add_parser("history", parents=[below], help="every review, oldest first")
-    history.add_argument("scan", nargs="?", metavar="SCAN")
-    history.add_argument("hit", nargs="?", type=int, metavar="HIT")
-    history.add_argument("--json", action="store_true")
+    history.add_argument("scan", nargs="?", metavar="SCAN", help="only this scan (default: every review)")
+    history.add_argument("hit", nargs="?", type=int, metavar="HIT", help="only this hit of the scan")
+    history.add_argument("--json", action="store_true", help="print the history as JSON")
     history.set_defaults(handler=cmd_review_history)
 
     excluded = actions.add_parser("exclusions", parents=[below], help="what the next sync stick excludes")
-    excluded.add_argument("--json", action="store_true")
+    excluded.add_argument("--json", action="store_true", help="print the exclusions as JSON")
     excluded.set_defaults(handler=cmd_review_exclusions)
 
     share = commands.add_parser(
@@ -91,7 +94,9 @@ def add_commands(
     )
     share.add_argument("--name", default="confirmed finds", help="shown to its users (no case reference)")
     share.add_argument("--provider", default="", help="who provides it, e.g. the unit")
-    share.add_argument("--description", default="")
+    share.add_argument(
+        "--description", default="", help="a line for the filter's metadata (never a case, name or path)"
+    )
     share.add_argument("--category", default="confirmed", help="category label of its sets")
     share.add_argument("--valid-days", type=int, default=365, help="expires after (default 365; 0: never)")
     share.add_argument("-o", "--output", type=Path, help="also write a copy here (to give partners)")

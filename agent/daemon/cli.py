@@ -40,18 +40,46 @@ DEFAULT_CONFIG = Path("/etc/fieldtriage/agent.toml")
 STALE_SECONDS = 3 * max(STATUS_SECONDS, REFRESH_SECONDS) + 5.0
 
 
+EXAMPLES = """examples:
+  fieldtriage agent                          # the kiosk daemon (systemd runs it: fieldtriage-agent.service)
+  fieldtriage agent status                   # exit 0 ready, 1 fault, 3 not running
+  fieldtriage agent status --json            # the same facts as JSON, for monitoring
+  fieldtriage agent provision                # first boot: the kiosk's key and enrollment.json
+  fieldtriage agent --config ./agent.toml --verbose
+"""
+AGENT_ACTIONS = (
+    ("run", "run the kiosk daemon (the default; systemd starts it)"),
+    ("status", "what each bay shows and why: exit 0 ready, 1 in fault, 3 not running"),
+    ("provision", "create this kiosk's signing key and the enrollment file the station registers it from"),
+)
+
+
+def _options(parser: argparse.ArgumentParser, inherited: bool) -> None:
+    """The options of ``agent`` and of each action (not given after the action: the ones before)."""
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if inherited else {}
+    parser.add_argument(
+        "--config", type=Path, help=f"the kiosk's configuration (default {DEFAULT_CONFIG})",
+        **(default or {"default": DEFAULT_CONFIG}),
+    )  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="status or enrollment as JSON", **default)
+    parser.add_argument("--verbose", action="store_true", help="log every step", **default)
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "agent",
         help="run the kiosk daemon, show its status, or provision a new kiosk",
-        description="run: the kiosk daemon (systemd starts it); status: what each bay shows and why; "
-        "provision: create this kiosk's signing key and the enrollment file the station registers it from.",
+        description="The kiosk agent: run the daemon (the default), show its status, or provision a kiosk.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("action", nargs="?", choices=("run", "status", "provision"), default="run")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
-    parser.add_argument("--json", action="store_true", help="status as JSON")
-    parser.add_argument("--verbose", action="store_true", help="log every step")
-    parser.set_defaults(handler=cmd_agent)
+    _options(parser, inherited=False)
+    parser.set_defaults(handler=cmd_agent, action="run")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=False)
+    for name, purpose in AGENT_ACTIONS:
+        action = actions.add_parser(name, help=purpose, description=purpose[0].upper() + purpose[1:] + ".")
+        _options(action, inherited=True)
+        action.set_defaults(handler=cmd_agent, action=name)
 
 
 def cmd_agent(args: argparse.Namespace) -> int:

@@ -31,7 +31,9 @@ RED, GREEN, RESET = "\033[41;97m", "\033[42;30m", "\033[0m"
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("demo", help="run the main job on generated demo data")
     parser.add_argument("--folder", type=Path, default=Path("demo-out"), help="where demo files go")
-    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--seed", type=int, default=2026, help="seed of the generated pictures and devices (default 2026)"
+    )
     parser.add_argument("--filter-only", action="store_true", help="only build a filter and look files up")
     parser.set_defaults(handler=cmd_demo)
 

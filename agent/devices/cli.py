@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import select
+from typing import Any
 
 import pyudev
 
@@ -13,21 +14,45 @@ from agent.devices.selection import DEFAULT_RULES, DeviceSelector
 from agent.devices.source import UdevDeviceSource
 from agent.phones.detect import gphoto_port, phone_identity, phone_kind, port_path
 
+EXAMPLES = """examples:
+  fieldtriage devices                 # the disks and phones the kiosk would take now
+  fieldtriage devices list --all      # every disk, with why it is or is not taken
+  fieldtriage devices watch --json    # plug and unplug events, one JSON object each
+"""
+
+
+def _options(parser: argparse.ArgumentParser, inherited: bool) -> None:
+    """The options of ``devices`` and of each action (not given after the action: the ones before)."""
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if inherited else {}
+    parser.add_argument("--json", action="store_true", help="one JSON object per device or event", **default)
+    parser.add_argument(
+        "--match", action="append", metavar="KEY=VALUE",
+        help=f"udev property rule, shell wildcards, KEY!=VALUE negates (default {' '.join(DEFAULT_RULES)})",
+        **default,
+    )  # fmt: skip
+    parser.add_argument(
+        "--all", action="store_true", help="also list disks not taken, with the reason", **default
+    )
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "devices", help="list the disks and phones the kiosk would take, or watch events"
+        "devices",
+        help="list the disks and phones the kiosk would take, or watch events",
+        description="List the disks and phones the kiosk would take now (the default), or watch events.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("action", nargs="?", choices=("list", "watch"), default="list")
-    parser.add_argument("--json", action="store_true", help="one JSON object per device or event")
-    parser.add_argument(
-        "--match",
-        action="append",
-        metavar="KEY=VALUE",
-        help=f"udev property rule, shell wildcards, KEY!=VALUE negates (default {' '.join(DEFAULT_RULES)})",
-    )
-    parser.add_argument("--all", action="store_true", help="also list disks not taken, with the reason")
-    parser.set_defaults(handler=cmd_devices)
+    _options(parser, inherited=False)
+    parser.set_defaults(handler=cmd_devices, action="list")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=False)
+    for name, purpose in (
+        ("list", "the disks and phones present, and whether each is taken (the default)"),
+        ("watch", "print plug and unplug events until Ctrl-C"),
+    ):
+        action = actions.add_parser(name, help=purpose, description=purpose[0].upper() + purpose[1:] + ".")
+        _options(action, inherited=True)
+        action.set_defaults(handler=cmd_devices, action=name)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("journal", help="the kiosk's encrypted journal: export, status")
     commands = parser.add_subparsers(dest="journal_command", required=True, metavar="COMMAND")
     export = commands.add_parser("export", help="copy unsynced segments to a folder (e.g. a stick)")
-    export.add_argument("target", type=Path, metavar="FOLDER")
+    export.add_argument("target", type=Path, metavar="FOLDER", help="where the encrypted segments are copied")
     export.add_argument("--journal", type=Path, default=DEFAULT_JOURNAL, help=f"default {DEFAULT_JOURNAL}")
     export.add_argument(
         "--device-key",

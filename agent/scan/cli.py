@@ -28,6 +28,20 @@ from filters.container import load_filter
 from filters.errors import UsageError
 from filters.keys import TrustStore
 
+SCAN_EXAMPLES = """modes:
+  auto   (default) three 4 KiB samples per file; a sample hit is confirmed by reading the file whole;
+         a filter with sets no sample set covers (an MD5 import) is read whole, as in full
+  quick  samples only (at most 12 KiB per file); sets no sample set covers are not checked, so the
+         result is never "no match" with such a filter
+  full   every file read whole, every digest kind any set needs
+
+examples:
+  fieldtriage scan --filter unit.ftf --trust lab.pub /mnt/evidence
+  fieldtriage scan --filter unit.ftf --trust lab.pub --device /dev/sdb --json > sdb.json   # root
+  fieldtriage scan --filter unit.ftf --trust lab.pub --image stick.img --blocks              # root
+  fieldtriage scan --filter unit.ftf --trust lab.pub --phone                  # the phone connected
+"""
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
@@ -35,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="scan folders with filters (exit 0 no match, 1 match, 2 could not scan, 3 incomplete)",
         description="Scan folders or files with signed contraband filters. Exit status: 0 no match and "
         "every file read, 1 something matched, 2 could not scan, 3 no match but incomplete.",
+        epilog=SCAN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="folder or file to scan")
     parser.add_argument(
