@@ -83,10 +83,17 @@ class DeviceScanResult:
             parts.append(blocks.short())
         return f"{words.get(self.verdict, 'could not check')}: {'; '.join(parts)}"
 
+    @property
+    def empty(self) -> bool:
+        """No match, and no regular file on the whole device: still "no match" (green), said as
+        "empty (0 files)" in the status, the journal and the reports, for the analyst to see."""
+        return self.verdict == "no_match" and self.report is not None and self.report.counts.files_seen == 0
+
     def to_json(self) -> dict[str, Any]:
         return {
             "source": shown(os.fsencode(self.source)),
             "verdict": self.verdict,
+            "empty": self.empty,
             "device": self.identity.describe() if self.identity else None,
             "size": self.size,
             "partition_table": self.scheme,
@@ -224,7 +231,7 @@ def scan_mounted(
         result.device_problems = mounted.problems()
         roots = [os.fsencode(str(root)) for root in mounted.roots()]
         if roots and not scanner.cancel.is_set():
-            report = scanner.scan(roots, on_event)
+            report = scanner.scan(roots, on_event, estimate=mounted.estimate)
             result.report = relative_to(report, os.fsencode(str(mounted.folder)) + b"/")
         if blocks is not None:
             result.blocks = sample_blocks(mounted, scanner, blocks, result.report, on_block_hit)

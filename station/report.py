@@ -87,6 +87,12 @@ VERDICT_MEANING = {
         "The kiosk journaled the start of this scan and no verdict (the kiosk stopped or lost power)."
     ),
 }
+# a "no match" of a device with no regular file at all: green all the same, said so the analyst sees it
+EMPTY_WORDS = "empty (0 files)"
+EMPTY_MEANING = (
+    "No regular file was found on the device: empty (0 files). Nothing was there to match, so the "
+    "verdict is no match."
+)
 VERDICT_CLASS = {
     "priority_match": "v-priority",
     "match": "v-match",
@@ -457,14 +463,39 @@ def page_name(scan: Scan) -> str:
     return f"scan-{blake3.blake3(scan.key.encode('utf-8')).hexdigest(length=8)}.html"
 
 
-def verdict_view(verdict: object) -> dict[str, str]:
+def is_empty(verdict: object, counts: Mapping[str, Any], record: Mapping[str, Any] | None = None) -> bool:
+    """A "no match" with no regular file found: the kiosk's ``empty`` (in its scan record) or, for
+    a kiosk that does not journal it, the report's ``files_seen`` of 0."""
+    if verdict != "no_match":
+        return False
+    if record is not None and isinstance(record.get("empty"), bool):
+        return bool(record["empty"])
+    files = counts.get("files_seen")
+    return isinstance(files, int) and not isinstance(files, bool) and files == 0
+
+
+def verdict_view(verdict: object, empty: bool = False) -> dict[str, str]:
+    """The verdict in words; ``note``: "empty (0 files)" for a no match of an empty device."""
     code = verdict if isinstance(verdict, str) else ""
+    if code == "no_match" and empty:
+        return {
+            "words": VERDICT_WORDS[code],
+            "meaning": EMPTY_MEANING,
+            "css": VERDICT_CLASS[code],
+            "note": EMPTY_WORDS,
+        }
     if code in VERDICT_WORDS:
-        return {"words": VERDICT_WORDS[code], "meaning": VERDICT_MEANING[code], "css": VERDICT_CLASS[code]}
+        return {
+            "words": VERDICT_WORDS[code],
+            "meaning": VERDICT_MEANING[code],
+            "css": VERDICT_CLASS[code],
+            "note": "",
+        }
     return {
         "words": "unknown",
         "meaning": f"The journal holds a verdict the station does not know: “{text(verdict, 200)}”.",
         "css": "v-unchecked",
+        "note": "",
     }
 
 
@@ -898,7 +929,7 @@ def scan_view(scan: Scan, records: Sequence[StoredRecord], context: ReportContex
     errors = _dicts(report.get("errors")) if report else [e for e in scan.errors if e.get("code") != "device"]
     return {
         "title": f"{VERDICT_WORDS.get(scan.verdict, 'scan')}: {device_label(device)}",
-        "verdict": verdict_view(scan.verdict),
+        "verdict": verdict_view(scan.verdict, is_empty(scan.verdict, counts, record)),
         "summary": summary,
         "clock": clock_words,
         "started_iso": iso_text(scan.started_ns),
@@ -944,6 +975,7 @@ def scan_row(scan: Scan, context: ReportContext) -> dict[str, str]:
         "serial": text(scan.device.get("serial"), 300),
         "exhibit": exhibit,
         "verdict": verdict_view(scan.verdict)["words"],
+        "note": EMPTY_WORDS if is_empty(scan.verdict, scan.counts) else "",
         "css": verdict_view(scan.verdict)["css"],
         "hits": number(len(scan.hits)),
         "reviewed": review_summary(scan, context.reviews) if scan.hits else "",

@@ -36,7 +36,7 @@ from agent.lights.bay import BayLights
 from agent.lights.signals import Signal
 from agent.scan.blocks import BlockHit
 from agent.scan.engine import Scanner
-from agent.scan.events import ScanEvent, ScanHit, ScanProgress
+from agent.scan.events import ScanEvent, ScanHit, ScanProgress, fraction_done
 from agent.scan.exclusions import ExclusionList
 from agent.scan.names import shown
 from filters.errors import FieldtriageError, printable
@@ -70,6 +70,7 @@ class Bay:
     device: DeviceIdentity | None = None
     progress: float | None = None
     verdict: str | None = None
+    empty: bool = False  # "no match", and the device held no regular file at all: "empty (0 files)"
     hits: int = 0
     priority_hits: int = 0
     started: str | None = None
@@ -95,6 +96,7 @@ class Bay:
             "device": self.device.describe() if self.device else None,
             "progress": self.progress,
             "verdict": self.verdict,
+            "empty": self.empty,  # with verdict no_match: the device held no file ("empty (0 files)")
             "hits": self.hits,
             "priority_hits": self.priority_hits,
             "started": self.started,
@@ -149,6 +151,7 @@ class BayWorker(threading.Thread):
         bay = self.bay
         bay.phase, bay.device, bay.verdict, bay.progress = "mounting", self.identity, None, None
         bay.hits = bay.priority_hits = 0
+        bay.empty = False
         bay.problem = None
         bay.exhibit = self.exhibit
         bay.started, bay.finished = now_iso(), None
@@ -178,6 +181,7 @@ class BayWorker(threading.Thread):
             bay.phase = "not journaled"
             bay.problem = f"journal: {self.journal_error}"
             bay.lights.show(UNRECORDED_SIGNALS.get(verdict, Signal.FAULT))
+        bay.empty = self._empty(verdict)
         bay.verdict = verdict
         self.ended = time.monotonic()
         self.on_change()
@@ -188,6 +192,7 @@ class BayWorker(threading.Thread):
         result = self.result
         report = result.report if result is not None else None
         counts = f", {report.counts.files_read} files read" if report is not None else ", nothing scanned"
+        counts += ", empty (0 files)" if self._empty(verdict) else ""
         early = ", removed early" if self.unplugged else ", cancelled" if self.cancel.is_set() else ""
         early += f", exhibit {self.exhibit}" if self.exhibit else ""
         log.info("bay %s: %s: %s%s%s", self.bay.name, self.identity.label(), verdict, counts, early)
@@ -304,8 +309,8 @@ class BayWorker(threading.Thread):
                 bay.lights.show(Signal.SCANNING_PRIORITY, bay.progress)
             self.on_change()
         elif isinstance(event, ScanProgress):
-            if event.walk_done and event.bytes_to_read:
-                bay.progress = min(1.0, event.bytes_read / event.bytes_to_read)
+            # from the first second (the totals estimated at mount), never going back
+            bay.progress = fraction_done(event, bay.progress)
             signal = Signal.SCANNING_PRIORITY if bay.priority_hits else Signal.SCANNING
             bay.lights.show(signal, bay.progress)
 
@@ -364,7 +369,12 @@ class BayWorker(threading.Thread):
                 record["blocks"] = device["blocks"]
                 record["block_hits"] = device["block_hits"]
                 record["statement"] = device["statement"]  # "no match: every file checked; blocks 99%..."
+            record["empty"] = self._empty(verdict)  # no match, and no regular file on the device
         return self._append(fitted_scan_record(record))
+
+    def _empty(self, verdict: str) -> bool:
+        """No match, and the device held no regular file at all: shown as "empty (0 files)"."""
+        return verdict == "no_match" and self.result is not None and self.result.empty
 
     def exhibit_field(self) -> dict[str, Any]:
         """``{"exhibit": reference}`` for a record of this device, when it took one."""

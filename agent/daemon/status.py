@@ -246,6 +246,7 @@ def format_status(report: dict[str, Any]) -> str:
         lines.append(
             f"bay {bay.get('name')}: {bay.get('phase')}{shown}  lights {bay.get('signal')}  device {name}"
             + (f"  verdict {bay['verdict']}" if bay.get("verdict") else "")
+            + (", empty (0 files)" if bay.get("empty") and bay.get("verdict") == "no_match" else "")
         )
         if bay.get("problem"):
             lines.append(f"  problem: {bay['problem']}")

@@ -45,6 +45,8 @@ from agent.devices.partitions import Partition, PartitionTable, logical_sector_s
 from agent.devices.probe import FilesystemProbe
 from agent.devices.recovery import ASK_THE_KERNEL, needs_recovery, why_not_replayable
 from agent.devices.system import LoopHandle, MountBackend, SystemBackend, set_block_device_read_only, size_of
+from agent.scan.estimate import UNKNOWN, filesystem_estimate
+from agent.scan.events import ScanEstimate
 from filters.errors import DeviceError
 
 DETACH_TIMEOUT = 5.0
@@ -133,6 +135,9 @@ class MountedDevice:
     backend: MountBackend = field(repr=False)
     _fd: int | None = field(default=None, repr=False)
     cleanup_problems: list[str] = field(default_factory=list)
+    # what the mounted trees hold (statvfs: used inodes and bytes), taken once they are mounted: the
+    # scan's progress fraction before its walk is done (agent/scan/estimate.py)
+    estimate: ScanEstimate = UNKNOWN
 
     def mounted_partitions(self) -> list[PartitionMount]:
         return [p for p in self.partitions if p.mounted]
@@ -266,6 +271,7 @@ class Mounter:
                     self._mount_partition(fd, part, folder)
                 except Exception as err:  # a bug or a device not foreseen: never green, no traceback
                     part.add_problem(f"internal error while mounting: {type(err).__name__}: {err}")
+            mounted.estimate = filesystem_estimate(mounted.roots())
         except BaseException:
             mounted.close()
             raise

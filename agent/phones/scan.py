@@ -33,7 +33,16 @@ from typing import TypeVar
 
 from agent.phones.camera import ObjectGone, PhoneError, PhoneFile, PhoneGone, PhoneSession, Storage, join
 from agent.scan.engine import Scanner
-from agent.scan.events import PROGRESS_INTERVAL, ScanEvent, ScanFinished, ScanHit, ScanProgress, ScanStarted
+from agent.scan.estimate import UNKNOWN, refined
+from agent.scan.events import (
+    PROGRESS_INTERVAL,
+    ScanEstimate,
+    ScanEvent,
+    ScanFinished,
+    ScanHit,
+    ScanProgress,
+    ScanStarted,
+)
 from agent.scan.evidence import evidence_of, kinds_for_hit, kinds_to_confirm
 from agent.scan.order import NORMAL, directory_class, directory_rank, file_rank
 from agent.scan.report import Counts, Hit, Problem, ScanReport, Timings, verdict_of
@@ -84,6 +93,22 @@ def storage_names(storages: Sequence[Storage]) -> list[str]:
     return names
 
 
+def storage_estimate(storages: Sequence[Storage]) -> ScanEstimate:
+    """What a phone's storages hold, for the progress fraction: their used bytes (capacity minus
+    free space; None when a storage does not say both). MTP and PTP give no count of files, so the
+    files are estimated from the mean size of those listed (``agent.scan.estimate.refined``). An
+    Android's storage also holds apps and system data MTP does not show: the estimate is high, and
+    the fraction low until the walk is done."""
+    used = 0
+    for storage in storages:
+        if storage.dummy:
+            continue
+        if storage.capacity is None or storage.free is None or storage.capacity <= 0:
+            return UNKNOWN
+        used += max(0, storage.capacity - storage.free)
+    return ScanEstimate(None, used)
+
+
 def scan_phone(
     session: PhoneSession,
     storages: Sequence[Storage],
@@ -107,6 +132,7 @@ class _PhoneRun:
         self.on_event = on_event
         self.storages = [s for s in storages if not s.dummy]
         self.names = storage_names(self.storages)
+        self.estimate = storage_estimate(self.storages) if self.storages else UNKNOWN
         self.counts = Counts()
         self.hits: list[Hit] = []
         self.errors: list[Problem] = []
@@ -120,6 +146,7 @@ class _PhoneRun:
         self.first_hit: float | None = None
         self.first_priority_hit: float | None = None
         self.files_done = 0
+        self.bytes_listed = 0  # the sizes of the files listed (a phone lists them with the names)
 
     def push(self, rank: int, item: _Folder | _Files) -> None:
         self.seq += 1
@@ -139,7 +166,9 @@ class _PhoneRun:
         wall = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         roots = tuple(name.encode("utf-8", "surrogateescape") for name in self.names)
         filter_ids = tuple(p.contraband.metadata.filter_id for p in self.plan.filters)
-        self.emit(ScanStarted(roots, self.plan.mode, 1, filter_ids, self.plan.first_pass_kinds))
+        self.emit(
+            ScanStarted(roots, self.plan.mode, 1, filter_ids, self.plan.first_pass_kinds, self.estimate)
+        )
         for storage, shown in zip(self.storages, roots, strict=True):
             klass = directory_class(shown, NORMAL)
             self.push(directory_rank(klass), _Folder(storage.folder, shown, klass, 0))
@@ -158,6 +187,7 @@ class _PhoneRun:
         if not self.stopping():
             walk_s = time.monotonic() - self.started
         self.look_up(pending)
+        self.progress(walk_done=True)  # the real totals, last
         if self.gone is not None:
             self.errors.append(Problem(b"", f"phone: {self.gone.reason}", "phone_gone"))
         report = self.report(wall, walk_s, roots)
@@ -177,6 +207,7 @@ class _PhoneRun:
         files = self.listing(folder, "files", self.session.files)
         good_files = [f for f in files if self.fit_name(folder, f.name, "file")]
         self.counts.files_seen += len(good_files)
+        self.bytes_listed += sum(f.size for f in good_files)
         for phone_file in [f for f in good_files if f.problem is not None]:
             shown = folder.shown + b"/" + phone_file.name.encode("utf-8", "surrogateescape")
             self.fail(shown, f"no details: {phone_file.problem}", "no_details")
@@ -324,20 +355,28 @@ class _PhoneRun:
         self.last_progress = now
         elapsed = max(now - self.started, 1e-9)
         counts = self.counts
-        bytes_found = counts.bytes_seen + sum(
-            f.size for _, _, item in self.heap if isinstance(item, _Files) for f in item.files
-        )
+        bytes_found = self.bytes_listed
         files_found = counts.files_seen
         done = self.files_done
         left = max(0, files_found - done)  # as for disks: what is left, from the bytes per file so far
         bytes_to_read = counts.bytes_read + (left * counts.bytes_read // done if done else 0)
+        walk_done = walk_done or not any(isinstance(item, _Folder) for _, _, item in self.heap)
+        # a phone lists sizes with names: every file found is sized
+        files_estimated, bytes_estimated = refined(
+            self.estimate,
+            walk_done=walk_done,
+            files_found=files_found,
+            entries_found=files_found + counts.directories,
+            bytes_found=bytes_found,
+            files_sized=files_found,
+        )
         self.emit(
             ScanProgress(
                 elapsed_s=elapsed,
                 files_found=files_found,
                 bytes_found=bytes_found,
                 bytes_to_read=bytes_to_read,
-                walk_done=walk_done or not any(isinstance(item, _Folder) for _, _, item in self.heap),
+                walk_done=walk_done,
                 files_done=done,
                 bytes_read=counts.bytes_read,
                 hits=len(self.hits),
@@ -345,6 +384,8 @@ class _PhoneRun:
                 errors=len(self.errors),
                 bytes_per_s=counts.bytes_read / elapsed,
                 files_per_s=done / elapsed,
+                files_estimated=files_estimated,
+                bytes_estimated=bytes_estimated,
             )
         )
 

@@ -11,11 +11,13 @@ walking thread reads when they are all busy; it looks their digests up and count
 (``worker_state.account``). A worker keeps the digests of up to 256 read files and looks them up
 together (``ContrabandFilter.lookup_many``: one vectorised probe per set), before it waits for more
 work, and at once after a file of 1 MiB or more. A progress thread sends ``ScanProgress`` every 0.25
-s. Each regular file is opened once; its first pass computes exactly ``ScanPlan.first_pass_kinds``
-in one read, then its size is checked again with ``fstat``; in ``auto`` mode a sample hit is
-confirmed by reading the file whole for the whole-file kinds of the covering sets (the only case
-where bytes of a file are read twice: its 12 KiB of samples), so while that can happen the
-descriptors of files waiting for their lookup stay open (at most 64 over all workers).
+s, its totals estimated before the walk has found them (``estimate``: the roots' filesystems, or
+what the caller says). Each regular file is opened once; its first pass computes exactly
+``ScanPlan.first_pass_kinds`` in one read, then its size is checked again with ``fstat``; in
+``auto`` mode a sample hit is confirmed by reading the file whole for the whole-file kinds of the
+covering sets (the only case where bytes of a file are read twice: its 12 KiB of samples), so while
+that can happen the descriptors of files waiting for their lookup stay open (at most 64 over all
+workers).
 
 Example::
 
@@ -36,8 +38,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from agent.scan.device import default_workers
+from agent.scan.estimate import UNKNOWN, filesystem_estimate
 from agent.scan.events import (
     PROGRESS_INTERVAL,
+    ScanEstimate,
     ScanEvent,
     ScanFinished,
     ScanHit,
@@ -129,20 +133,32 @@ class Scanner:
         self,
         roots: Sequence[str | bytes | os.PathLike[str]],
         on_event: Callable[[ScanEvent], None] | None = None,
+        *,
+        estimate: ScanEstimate | None = None,
     ) -> ScanReport:
-        return _Run(self, tuple(os.fsencode(r) for r in roots), on_event).run()
+        """``estimate``: what the roots hold, for the progress fraction before the walk is done
+        (``agent.scan.estimate``); None: from the roots' filesystems (``filesystem_estimate``)."""
+        encoded = tuple(os.fsencode(r) for r in roots)
+        if estimate is None:
+            estimate = filesystem_estimate(encoded)
+        return _Run(self, encoded, on_event, estimate).run()
 
 
 class _Run:
     """The state of one ``Scanner.scan`` call."""
 
     def __init__(
-        self, scanner: Scanner, roots: tuple[bytes, ...], on_event: Callable[[ScanEvent], None] | None
+        self,
+        scanner: Scanner,
+        roots: tuple[bytes, ...],
+        on_event: Callable[[ScanEvent], None] | None,
+        estimate: ScanEstimate = UNKNOWN,
     ) -> None:
         self.scanner = scanner
         self.plan = scanner.plan
         self.roots = roots
         self.on_event = on_event
+        self.estimate = estimate
         self.workers = scanner.workers or default_workers(roots)
         self.stop = threading.Event()  # cancel, or first priority hit with stop_at_first_priority
         self.stopped_at_priority = False
@@ -218,6 +234,7 @@ class _Run:
                 self.workers,
                 tuple(p.contraband.metadata.filter_id for p in self.plan.filters),
                 self.plan.first_pass_kinds,
+                self.estimate,
             )
         )
         workers = [] if self.inline else self.tallies
@@ -250,6 +267,7 @@ class _Run:
             finished.set()
             ticker.join()
             self.walker.close_all()
+        self.emit(self.progress())  # the real totals, last
         report = self.report(wall, walk_s)
         self.emit(ScanFinished(report))
         return report
@@ -270,7 +288,7 @@ class _Run:
             self.emit(self.progress())
 
     def progress(self) -> ScanProgress:
-        return progress_of(self.walker.tally, self.tallies, time.monotonic() - self.started)
+        return progress_of(self.walker.tally, self.tallies, time.monotonic() - self.started, self.estimate)
 
     def work(self, tally: WorkerTally) -> None:
         pending = PendingLookups()
@@ -338,6 +356,7 @@ class _Run:
                 tally.files_done += 1
                 continue
             tally.bytes_seen += size
+            tally.files_sized += 1
             try:
                 if size == 0:
                     tally.files_empty += 1

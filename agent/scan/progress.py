@@ -3,10 +3,13 @@
 width at every refresh (parts are left out when it is narrow, never wrapped); hits are printed above
 it as they come (paths escaped). On anything but a terminal it prints nothing.
 
-While the walk goes on the totals are estimates (files found so far, bytes left guessed from the
-bytes read per file), so the line says ``about 34%`` (its ETA is as rough) and the file count
-``1,208/1,430+``. At 80 columns the line keeps the percentage, the bar, files, hits and the ETA;
-the bytes read, then the rate, then the errors are left out first. Example::
+The percentage is the bay's (``agent.scan.events.fraction_done``), never going back. While the walk
+goes on the totals are estimates (from what the filesystem holds: ``ScanProgress.files_estimated``),
+so the line says ``about 34%`` (its ETA is as rough) and the file count ``1,208/~3,550`` (the
+estimate) or ``1,208/1,430+`` (the files found so far, when more were found than estimated); with
+no estimate (a folder that is not the top of its filesystem) it says ``walking`` until the walk is
+done. At 80 columns the line keeps the percentage, the bar, files, hits and the ETA; the bytes
+read, then the rate, then the errors are left out first. Example::
 
     bar = ProgressBar(sys.stderr) if ProgressBar.wanted(sys.stderr) else None
     report = scanner.scan(roots, bar)   # the line is cleared when the scan finishes
@@ -26,7 +29,7 @@ from rich.progress_bar import ProgressBar as RichBar
 from rich.table import Table
 from rich.text import Text
 
-from agent.scan.events import ScanEvent, ScanFinished, ScanHit, ScanProgress, ScanStarted
+from agent.scan.events import ScanEvent, ScanFinished, ScanHit, ScanProgress, ScanStarted, fraction_done
 from agent.scan.names import shown
 
 MIN_BAR = 10  # narrower than this, parts of the line are left out instead
@@ -51,25 +54,24 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def fraction_of(progress: ScanProgress) -> float | None:
-    """The part done (by bytes, else by files), or None before anything is known."""
-    if progress.bytes_to_read > 0:
-        return min(1.0, progress.bytes_read / progress.bytes_to_read)
-    if progress.walk_done and progress.files_found:
-        return min(1.0, progress.files_done / progress.files_found)
-    if progress.walk_done:
-        return 1.0  # nothing to read
-    return None
-
-
-def eta_of(progress: ScanProgress) -> float | None:
-    """Seconds left: the scan's own once the walk is done, an estimate from the bytes guessed
-    left and the rate so far before."""
+def eta_of(progress: ScanProgress, fraction: float | None = None) -> float | None:
+    """Seconds left: the scan's own once the walk is done; before, from the fraction done and the
+    time it took (the same figure the scan's gives once the walk is done)."""
     if progress.walk_done:
         return progress.eta_s
-    if progress.bytes_per_s <= 0 or progress.bytes_to_read <= 0:
+    if fraction is None:
+        fraction = fraction_done(progress)
+    if not fraction:
         return None
-    return max(0.0, (progress.bytes_to_read - progress.bytes_read) / progress.bytes_per_s)
+    return max(0.0, progress.elapsed_s * (1 - fraction) / fraction)
+
+
+def _files_text(p: ScanProgress) -> str:
+    if p.walk_done:
+        return f"{p.files_done:,}/{p.files_found:,} files"
+    if p.files_estimated is not None and p.files_estimated > p.files_found:
+        return f"{p.files_done:,}/~{p.files_estimated:,} files"
+    return f"{p.files_done:,}/{p.files_found:,}+ files"
 
 
 def _hits_text(progress: ScanProgress) -> Text:
@@ -84,20 +86,25 @@ def _hits_text(progress: ScanProgress) -> Text:
 
 @dataclass
 class ProgressLine:
-    """One line for the last ``ScanProgress``, fitted to the width it is rendered at."""
+    """One line for the last ``ScanProgress``, fitted to the width it is rendered at;
+    ``at_least``: the fraction shown before (what is shown never goes back)."""
 
     progress: ScanProgress
+    at_least: float | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        return fraction_done(self.progress, self.at_least)
 
     def parts(self) -> tuple[Text, list[tuple[int, Text]]]:
         """The percentage, then the other parts with their rank (the highest is left out first)."""
         p = self.progress
         about = "" if p.walk_done else "about "
-        fraction = fraction_of(p)
+        fraction = self.fraction
         head = Text("walking" if fraction is None else f"{about}{fraction * 100:.0f}%", style="bold")
-        plus = "" if p.walk_done else "+"
-        eta = eta_of(p)
+        eta = eta_of(p, fraction)
         tail: list[tuple[int, Text]] = [
-            (0, Text(f"{p.files_done:,}/{p.files_found:,}{plus} files")),
+            (0, Text(_files_text(p))),
             (0, _hits_text(p)),
         ]
         if p.errors:
@@ -121,7 +128,7 @@ class ProgressLine:
         line.add_column(no_wrap=True)
         if bar >= MIN_BAR:
             bar = min(bar, MAX_BAR)
-            fraction = fraction_of(self.progress)
+            fraction = self.fraction
             pulse = fraction is None
             line.add_column(width=bar, no_wrap=True)
             line.add_column(no_wrap=True, overflow="ellipsis")
@@ -147,6 +154,7 @@ class ProgressBar:
         self.enabled = console.is_terminal and not console.is_dumb_terminal
         self.live: Live | None = None
         self.last: ScanProgress | None = None
+        self.fraction: float | None = None  # the fraction shown so far (it never goes back)
         self.hits = self.priority_hits = 0  # ScanHit events of this scan
 
     def _counted(self, progress: ScanProgress) -> ScanProgress:
@@ -169,7 +177,9 @@ class ProgressBar:
         elif isinstance(event, ScanProgress):
             live = self.live or self._start()
             self.last = event
-            live.update(ProgressLine(self._counted(event)), refresh=True)
+            drawn = ProgressLine(self._counted(event), self.fraction)
+            self.fraction = drawn.fraction
+            live.update(drawn, refresh=True)
         elif isinstance(event, ScanHit):
             hit = event.hit
             line = Text()
@@ -182,13 +192,13 @@ class ProgressBar:
             self.hits += 1
             self.priority_hits += hit.priority
             if self.live is not None and self.last is not None:  # the line counts it at once
-                self.live.update(ProgressLine(self._counted(self.last)), refresh=True)
+                self.live.update(ProgressLine(self._counted(self.last), self.fraction), refresh=True)
         elif isinstance(event, ScanFinished):
             self.stop()
 
     def _start(self) -> Live:
         self.stop()
-        self.last, self.hits, self.priority_hits = None, 0, 0
+        self.last, self.fraction, self.hits, self.priority_hits = None, None, 0, 0
         self.live = Live(
             Text(""),
             console=self.console,

@@ -24,11 +24,21 @@ VERDICT_LINES = {
     "incomplete": "INCOMPLETE: no match in what was read, but not everything was read",
 }
 LISTED = 20  # errors and skipped entries shown by the human summary
+# no match, and not a single regular file: green all the same, said so the analyst sees it
+EMPTY = "empty (0 files)"
+EMPTY_LINE = f"NO MATCH: {EMPTY}, no regular file to read"
+
+
+def verdict_line(report: ScanReport) -> str:
+    """The verdict in words; a no match without any regular file says ``empty (0 files)``."""
+    if report.verdict == "no_match" and report.counts.files_seen == 0:
+        return EMPTY_LINE
+    return VERDICT_LINES[report.verdict]
 
 
 def print_summary(report: ScanReport, out: TextIO) -> None:
     c = report.counts
-    print(f"verdict: {VERDICT_LINES[report.verdict]}", file=out)
+    print(f"verdict: {verdict_line(report)}", file=out)
     for hit in report.hits:
         label = "priority" if hit.priority else "other"
         sets = ", ".join(f"{m.filter_name} set {m.set_index} {m.kind}" for m in hit.matches)
@@ -100,7 +110,8 @@ def print_device_summary(result: DeviceScanResult, out: TextIO) -> None:
     if result.report is not None:
         print_summary(result.report, out)
     print_blocks(result, out)
-    print(f"device verdict: {VERDICT_LINES[result.verdict]}", file=out)
+    verdict = EMPTY_LINE if result.empty else VERDICT_LINES[result.verdict]
+    print(f"device verdict: {verdict}", file=out)
 
 
 def print_blocks(result: DeviceScanResult, out: TextIO) -> None:

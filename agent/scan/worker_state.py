@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agent.scan.events import ScanProgress
+from agent.scan.estimate import UNKNOWN, refined
+from agent.scan.events import ScanEstimate, ScanProgress
 from agent.scan.report import Counts, Hit, Problem
 from agent.scan.walker import Batch, WalkTally
 from filters.digests import FileChangedError
@@ -34,6 +35,7 @@ class WorkerTally:
     files_empty: int = 0
     files_not_scanned: int = 0
     bytes_seen: int = 0  # sizes of the files opened (``fstat`` at open)
+    files_sized: int = 0  # the files whose sizes are in bytes_seen (the progress estimate's mean size)
     bytes_read: int = 0
     hits: list[Hit] = field(default_factory=list)
     errors: list[Problem] = field(default_factory=list)
@@ -57,22 +59,36 @@ class PendingLookups:
         return taken
 
 
-def progress_of(walk: WalkTally, tallies: Sequence[WorkerTally], elapsed: float) -> ScanProgress:
-    """Progress from the walk's and the workers' tallies (read while they are written)."""
+def progress_of(
+    walk: WalkTally, tallies: Sequence[WorkerTally], elapsed: float, estimate: ScanEstimate = UNKNOWN
+) -> ScanProgress:
+    """Progress from the walk's and the workers' tallies (read while they are written), with the
+    totals ``estimate`` said before the walk, refined by what it found (``agent.scan.estimate``)."""
     elapsed = max(elapsed, 1e-9)
     walk_done = walk.done  # read first: files_seen is final when it is True
     files_found = walk.files_seen
+    # what takes an inode: the folders, files and entries skipped or in error found so far
+    entries_found = walk.directories + files_found + len(walk.skipped) + len(walk.errors)
     files_done = sum(t.files_done for t in tallies)
     bytes_read = sum(t.bytes_read for t in tallies)
+    bytes_found = sum(t.bytes_seen for t in tallies)
     hits = [h for t in tallies for h in list(t.hits)]
     # Sizes are known once files are opened: what is left to read is estimated from the bytes
     # read per file so far (exact when every file is done).
     left = max(0, files_found - files_done)
     bytes_to_read = bytes_read + (left * bytes_read // files_done if files_done else 0)
+    files_estimated, bytes_estimated = refined(
+        estimate,
+        walk_done=walk_done,
+        files_found=files_found,
+        entries_found=entries_found,
+        bytes_found=bytes_found,
+        files_sized=sum(t.files_sized for t in tallies),
+    )
     return ScanProgress(
         elapsed_s=elapsed,
         files_found=files_found,
-        bytes_found=sum(t.bytes_seen for t in tallies),
+        bytes_found=bytes_found,
         bytes_to_read=bytes_to_read,
         walk_done=walk_done,
         files_done=files_done,
@@ -82,6 +98,8 @@ def progress_of(walk: WalkTally, tallies: Sequence[WorkerTally], elapsed: float)
         errors=len(walk.errors) + sum(len(t.errors) for t in tallies),
         bytes_per_s=bytes_read / elapsed,
         files_per_s=files_done / elapsed,
+        files_estimated=files_estimated,
+        bytes_estimated=bytes_estimated,
     )
 
 
@@ -161,6 +179,7 @@ def account(
             (tally.skipped if tag == SKIPPED else tally.errors).append(Problem(prefix + name, reason, code))
         tally.files_done += 1
     tally.bytes_seen += seen
+    tally.files_sized += len(outcomes)
     tally.bytes_read += read
     return largest
 

@@ -113,13 +113,32 @@ def test_percentage_and_eta_at_80_columns() -> None:
 
 def test_totals_before_the_walk_ends_are_said_to_be_estimates() -> None:
     console = terminal()
-    console.print(ProgressLine(progress(walk_done=False)))
+    console.print(ProgressLine(progress(walk_done=False, files_estimated=3620)))
     text = CSI.sub("", written(console))
-    assert "about 33%" in text and "1,208/1,430+ files" in text
-    assert "ETA 2:43" in text  # (an estimate from the bytes guessed left)
+    assert "about 33%" in text and "1,208/~3,620 files" in text  # files done over the estimate
+    assert "ETA 0:20" in text  # (10 s for a third: 20 s for the rest)
+    console = terminal()  # more found than estimated: the files found are the total so far
+    console.print(ProgressLine(progress(walk_done=False, files_estimated=1000)))
+    text = CSI.sub("", written(console))
+    assert "about 84%" in text and "1,208/1,430+ files" in text
+    for unknown in (SAMPLES[0], progress(walk_done=False)):  # no estimate: nothing is said
+        console = terminal()
+        console.print(ProgressLine(unknown))
+        assert "walking" in CSI.sub("", written(console)) and "ETA --" in written(console)
+
+
+def test_the_percentage_never_goes_back() -> None:
+    """An estimate that proves low (more files found than it said) does not turn the line back."""
     console = terminal()
-    console.print(ProgressLine(SAMPLES[0]))
-    assert "walking" in CSI.sub("", written(console)) and "ETA --" in written(console)
+    bar = ProgressBar(io.StringIO(), console=console)
+    bar(STARTED)
+    bar(progress(walk_done=False, files_done=600, files_found=700, files_estimated=1000))
+    assert bar.fraction == 0.6
+    bar(progress(walk_done=False, files_done=700, files_found=2000, files_estimated=1000))
+    assert bar.fraction == 0.6  # 700/2000 = 35 %: still 60 % shown
+    assert "about 60%" in CSI.sub("", written(console)).rsplit("\r", 1)[-1]
+    bar(STARTED)  # the next scan starts from nothing
+    assert bar.fraction is None
 
 
 def test_priority_hits_are_highlighted_and_hits_printed_above() -> None:
