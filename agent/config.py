@@ -49,7 +49,8 @@ GPIO_PINS = range(28)  # BCM GPIO 0-27 on the 40-pin header
 PSEUDO_FILESYSTEMS = ("/proc", "/sys", "/dev")
 FOLDER_KEYS = ("runtime", "filters", "trust", "journal")
 SHOWN_CHARACTERS = 40
-SECTIONS = ("paths", "scan", "devices", "filters", "lights", "bays", "blocks", "exhibit")
+SECTIONS = ("paths", "scan", "devices", "filters", "lights", "bays", "blocks", "exhibit", "kiosk")
+MAX_KIOSK_NAME, MAX_KIOSK_LOCATION = 64, 128  # characters of kiosk.name and kiosk.location
 MAX_EXHIBIT_TIMEOUT_SECONDS = 24 * 3600.0
 
 
@@ -95,6 +96,16 @@ class LightsConfig:
     # code whose header numbering the pins follow
     gpio_chip: int | None = field(default=None, metadata={"range": (0, 63)})
     board_revision: str = field(default="", metadata={"allow_empty": True})
+    # gpio and mock only: the kiosk's acknowledge button (BCM GPIO, to ground): it silences every
+    # bay's priority alarm; a bay's own button ([[bays]] button) silences that bay's
+    button: int | None = field(default=None, metadata={"range": (0, GPIO_PINS[-1])})
+
+
+@dataclass(frozen=True)
+class KioskConfig:
+    # what agent status, the status file and every journal record call this kiosk ("": not set)
+    name: str = field(default="", metadata={"max_length": MAX_KIOSK_NAME, "allow_empty": True})
+    location: str = field(default="", metadata={"max_length": MAX_KIOSK_LOCATION, "allow_empty": True})
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,7 @@ class BayConfig:
     green: int
     port: str = "*"
     buzzer: int | None = None
+    button: int | None = None  # the bay's acknowledge button (BCM GPIO, to ground)
 
 
 @dataclass(frozen=True)
@@ -145,6 +157,7 @@ class AgentConfig:
     filters: FiltersConfig = field(default_factory=FiltersConfig)  # [filters]; after source: positions kept
     blocks: BlocksConfig = field(default_factory=BlocksConfig)  # [blocks]: the block sample
     exhibit: ExhibitConfig = field(default_factory=ExhibitConfig)  # [exhibit]: the barcode scanner
+    kiosk: KioskConfig = field(default_factory=KioskConfig)  # [kiosk]: its name and location
 
 
 def load_config(path: str | os.PathLike[str], *, check_folders: bool = True) -> AgentConfig:
@@ -309,6 +322,7 @@ def parse_config(raw: Mapping[str, Any], source: str, *, check_folders: bool = T
     filter_settings: FiltersConfig = _section(raw, source, "filters", FiltersConfig)
     blocks: BlocksConfig = _section(raw, source, "blocks", BlocksConfig)
     exhibit: ExhibitConfig = _section(raw, source, "exhibit", ExhibitConfig)
+    kiosk: KioskConfig = _section(raw, source, "kiosk", KioskConfig)
     if scan.mode not in MODES:
         raise ConfigError(source, f"scan.mode: must be one of {', '.join(MODES)}, not {shown(scan.mode)}")
     if lights.board_revision and not re.fullmatch(r"[0-9a-fA-F]{4,8}", lights.board_revision):
@@ -334,9 +348,13 @@ def parse_config(raw: Mapping[str, Any], source: str, *, check_folders: bool = T
             parse_rule(rule)
         except UsageError as err:
             raise ConfigError(source, f"exhibit.scanner[{index}]: {err}") from err
-    bays = _bays(raw.get("bays", []), source)
+    bays = _bays(
+        raw.get("bays", []), source, {} if lights.button is None else {lights.button: "lights.button"}
+    )
     _check_paths(paths, source, look=check_folders)
-    config = AgentConfig(paths, scan, devices, lights, bays, source, filters=filter_settings, exhibit=exhibit)
+    config = AgentConfig(
+        paths, scan, devices, lights, bays, source, filters=filter_settings, exhibit=exhibit, kiosk=kiosk
+    )
     return replace(config, blocks=blocks)
 
 
@@ -421,11 +439,12 @@ def _path_problem(path: Path, *, folder: bool, must_exist: bool) -> str | None:
     return None
 
 
-def _bays(raw_bays: Any, source: str) -> tuple[BayConfig, ...]:
+def _bays(raw_bays: Any, source: str, claimed: Mapping[int, str]) -> tuple[BayConfig, ...]:
+    """The bays, each GPIO used once (``claimed``: pins other keys use, with those keys)."""
     if not isinstance(raw_bays, list) or not raw_bays:
         raise ConfigError(source, "bays: at least one [[bays]] table is needed (name, red, amber, green)")
     bays: list[BayConfig] = []
-    pins: dict[int, str] = {}
+    pins: dict[int, str] = dict(claimed)
     for index, values in enumerate(raw_bays):
         where = f"bays[{index}]"
         if not isinstance(values, dict):
@@ -441,7 +460,7 @@ def _bays(raw_bays: Any, source: str) -> tuple[BayConfig, ...]:
                 source,
                 f"{where}.port: {shown(bay.port)} is also bays[{twin}].port (each socket its own glob)",
             )
-        for role in ("red", "amber", "green", "buzzer"):
+        for role in ("red", "amber", "green", "buzzer", "button"):
             pin = getattr(bay, role)
             if pin is None:
                 continue

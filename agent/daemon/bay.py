@@ -93,6 +93,7 @@ class Bay:
             "port": self.config.port,
             "phase": self.phase,
             "signal": self.lights.signal.value,
+            "silenced": self.lights.silenced,  # its alarm silenced by an acknowledge button
             "device": self.device.describe() if self.device else None,
             "progress": self.progress,
             "verdict": self.verdict,

@@ -21,6 +21,7 @@ from agent.devices.selection import DeviceSelector
 from agent.devices.source import UdevDeviceSource
 from agent.exhibit.reader import label_source
 from agent.journal import EncryptedJournal, Journal, PlainJournal
+from agent.journal.records import kiosk_header
 from agent.journal.reopening import ReopeningJournal
 from agent.lights.bay import (
     GpioLights,
@@ -30,6 +31,7 @@ from agent.lights.bay import (
     TerminalLights,
     gpio_pin_factory,
 )
+from agent.lights.button import KIOSK_BUTTON, AckButton, GpioButton
 from agent.phones.camera import PhoneBackend
 from filters.errors import ConfigError, FieldtriageError, JournalError, JournalLocked, KeyFileError, printable
 from filters.keys import load_public_key
@@ -86,7 +88,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     if args.action == "provision":
         config = load_config(args.config, check_folders=False)
         try:
-            enrollment = provision_kiosk(config.paths.device_key)
+            enrollment = provision_kiosk(config.paths.device_key, config.kiosk.name, config.kiosk.location)
         except KeyFileError as err:
             raise naming_the_key(config, err) from err
         written = printable(str(config.paths.device_key.with_name("enrollment.json")))
@@ -96,6 +98,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     if args.action == "status":  # exit 0 ready, 1 fault, 3 not running (agent/daemon/status.py)
         config = load_config(args.config, check_folders=False)
         report = agent_status(config.paths.runtime / "status.json", STALE_SECONDS)
+        report.setdefault("kiosk", {"name": config.kiosk.name, "location": config.kiosk.location})
         print(json.dumps(report, indent=2, sort_keys=True) if args.json else format_status(report))
         return EXIT_STATUS[report["state"]]
     logging.basicConfig(
@@ -140,6 +143,51 @@ def lights_for(config: AgentConfig, pin_factory: Any = None) -> dict[str, Lights
     return lights
 
 
+def pin_factory_for(config: AgentConfig, pin_factory: Any = None) -> Any:
+    """The pin factory the lights and the acknowledge buttons share (``gpio``, ``mock``), or None
+    (``terminal``, ``none``); one ``ConfigError`` naming ``lights.backend`` where there is none."""
+    backend = config.lights.backend
+    if pin_factory is not None or backend not in ("gpio", "mock"):
+        return pin_factory
+    if backend == "mock":
+        from gpiozero.pins.mock import MockFactory
+
+        return MockFactory()
+    try:
+        return gpio_pin_factory(config.lights.gpio_chip, config.lights.board_revision)
+    except LightsUnavailable as err:
+        raise ConfigError(config.source, f"lights.backend: {backend!r} cannot be used: {err.reason}") from err
+
+
+def buttons_for(config: AgentConfig, pin_factory: Any = None) -> dict[str, AckButton]:
+    """The acknowledge buttons, by bay name (``KIOSK_BUTTON``: ``lights.button``, for every bay);
+    read with the ``gpio`` and ``mock`` backends only (with another, logged and left out). A pin
+    that cannot be claimed is one ``ConfigError`` naming its key."""
+    wanted = [
+        (b.name, b.button, f"bays[{i}].button") for i, b in enumerate(config.bays) if b.button is not None
+    ]
+    if config.lights.button is not None:
+        wanted.append((KIOSK_BUTTON, config.lights.button, "lights.button"))
+    if not wanted:
+        return {}
+    if config.lights.backend not in ("gpio", "mock"):
+        logging.getLogger(__name__).warning(
+            "%s: no acknowledge button with lights.backend %r (gpio and mock only)",
+            ", ".join(where for _, _, where in wanted),
+            config.lights.backend,
+        )
+        return {}
+    buttons: dict[str, AckButton] = {}
+    for key, pin, where in wanted:
+        try:
+            buttons[key] = GpioButton(pin, pin_factory=pin_factory, role=where)
+        except LightsUnavailable as err:
+            for made in buttons.values():
+                made.close()
+            raise ConfigError(config.source, f"{where}: cannot be used: {err.reason}") from err
+    return buttons
+
+
 def make_folder(config: AgentConfig, key: str) -> None:
     """Make the folder ``paths.KEY`` (the runtime or journal folder) or refuse with one line."""
     folder: Path = getattr(config.paths, key)
@@ -166,13 +214,14 @@ def open_journal(config: AgentConfig) -> Journal:
     stop the kiosk: it runs showing the fault signal and tries again at every device."""
     folder = config.paths.journal
     make_folder(config, "journal")
+    kiosk = kiosk_header(config.kiosk.name, config.kiosk.location)  # in every record
     if config.paths.station_key is None:
         logging.getLogger(__name__).warning("no station key configured: journal is a plain local log")
-        return PlainJournal(folder)
+        return PlainJournal(folder, kiosk=kiosk)
     device_key, station_key = config.paths.device_key, config.paths.station_key
 
     def encrypted() -> Journal:
-        return EncryptedJournal.open(folder, device_key, station_key)
+        return EncryptedJournal.open(folder, device_key, station_key, kiosk=kiosk)
 
     try:  # a wrong key file or a second agent on the same folder stops the start
         return encrypted()
@@ -187,7 +236,14 @@ def open_journal(config: AgentConfig) -> Journal:
 
 def build_daemon(config: AgentConfig, *, pin_factory: Any = None) -> Daemon:
     # the lights first: a kiosk that cannot show anything is refused before anything is opened
+    pin_factory = pin_factory_for(config, pin_factory)
     lights = lights_for(config, pin_factory)
+    try:
+        buttons = buttons_for(config, pin_factory)
+    except ConfigError:
+        for made in lights.values():
+            made.close()
+        raise
     make_folder(config, "runtime")
     mounter = Mounter(config.paths.runtime)
     selector = DeviceSelector.from_texts(config.devices.match)
@@ -215,6 +271,7 @@ def build_daemon(config: AgentConfig, *, pin_factory: Any = None) -> Daemon:
         sync=sync,
         phones=phone_backend(),
         labels=label_source(config.exhibit.scanner),
+        buttons=buttons,
     )
 
 

@@ -17,13 +17,14 @@ Example::
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import os
 import selectors
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.config import AgentConfig
@@ -38,8 +39,9 @@ from agent.devices.mounter import Mounter
 from agent.devices.source import DeviceEvent, DeviceSource
 from agent.exhibit.pending import PendingExhibits
 from agent.exhibit.reader import LabelSource
-from agent.journal.records import filters_record
+from agent.journal.records import alarm_silenced_record, filters_record
 from agent.lights.bay import BayLights, LightsBackend, LightsTicker
+from agent.lights.button import KIOSK_BUTTON, AckButton
 from agent.lights.signals import Signal
 from agent.phones.camera import FoundPhone, PhoneBackend, PhoneGone, PhoneSession
 
@@ -71,6 +73,7 @@ class Daemon:
         sync: SyncSetup | None = None,
         phones: PhoneBackend | None = None,
         labels: LabelSource | None = None,
+        buttons: Mapping[str, AckButton] | None = None,
     ) -> None:
         self.config = config
         self.source = source
@@ -99,6 +102,13 @@ class Daemon:
         self._ready_at: dict[str, float] = {}
         self._waiting: list[DeviceEvent] = []  # plugs held until the bay's old worker has ended
         self.labels = labels  # the barcode scanner's exhibit labels (agent/exhibit), or None
+        # acknowledge buttons by bay name (KIOSK_BUTTON: the kiosk's one, for every bay): a press is
+        # queued from the button's thread and handled in the loop (_acknowledge)
+        self.buttons = dict(buttons or {})
+        self._presses: list[str] = []
+        self._presses_lock = threading.Lock()
+        for key, button in self.buttons.items():
+            button.watch(functools.partial(self._pressed, key))
         self.exhibits = PendingExhibits(config.exhibit.timeout_seconds)
         self._ack_until = 0.0  # idle bays show "exhibit scanned" until then (monotonic)
         self._phone_workers: dict[str, PhoneWorker] = {}  # each bay's last phone worker
@@ -149,6 +159,7 @@ class Daemon:
                     if key.data == "wake":
                         _drain(self._wake_read)
                 self._poll_labels()  # before the devices: a label is scanned before its device is plugged
+                self._acknowledge()  # acknowledge buttons pressed since: the alarms they silence
                 for event in self.source.poll():
                     self._handle(event)
                 now = time.monotonic()
@@ -395,6 +406,33 @@ class Daemon:
         if dropped is not None:
             self._journal(dropped)
 
+    # -- the acknowledge buttons ----------------------------------------------------------------
+    def _pressed(self, key: str) -> None:
+        """A button was pressed (called in the button's thread): the loop silences and journals."""
+        with self._presses_lock:
+            self._presses.append(key)
+        self.wake()
+
+    def _acknowledge(self) -> None:
+        """Silence what each press silences: its bay's priority alarm or match beeps (every bay's
+        for the kiosk's button); the lights stay, and each silencing is journaled."""
+        with self._presses_lock:
+            presses, self._presses = self._presses, []
+        for key in presses:
+            for bay in self.bays:
+                if key not in (KIOSK_BUTTON, bay.name):
+                    continue
+                silenced = bay.lights.silence()
+                if silenced is None:
+                    continue
+                button = "kiosk" if key == KIOSK_BUTTON else "bay"
+                log.info(
+                    "bay %s: %s silenced by the %s's acknowledge button", bay.name, silenced.value, button
+                )
+                device = bay.device.describe() if bay.device is not None else None
+                self._journal(alarm_silenced_record(bay.name, silenced.value, now_iso(), button, device))
+                self._dirty = True
+
     # -- status and shutdown --------------------------------------------------------------------
     def _summary(self) -> str:
         fault = self._fault()
@@ -413,6 +451,7 @@ class Daemon:
             "filter_warnings": self.filters.expiry_warnings(),
             "journal": {"healthy": self.journal_health() is None, "error": self.journal_health()},
             "bays": [b.describe() for b in self.bays],
+            "kiosk": {"name": self.config.kiosk.name, "location": self.config.kiosk.location},
             "exhibit": {
                 "pending": self.exhibits.describe(),
                 "scanners": self.labels.attached() if self.labels is not None else None,
@@ -448,6 +487,8 @@ class Daemon:
             write_status(self.status_path, stopped_status(self.status()))
         except OSError as err:
             log.error("cannot write %s: %s", self.status_path, err)
+        for button in self.buttons.values():
+            button.close()
         self.source.close()
         os.close(self._wake_read)
         os.close(self._wake_write)

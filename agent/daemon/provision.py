@@ -2,8 +2,9 @@
 
 ``fieldtriage agent provision`` creates the device key where ``paths.device_key`` says (once: an
 existing key is kept) and writes ``enrollment.json`` beside it: the kiosk id the station will know
-its journal by, the public key, the host name and when. The engineer takes that file to the station
-(``fieldtriage station kiosks add``); a journal from a key the station has not enrolled is refused.
+its journal by, the public key, the host name and when, and the kiosk's name and location where
+``[kiosk]`` sets them. The engineer takes that file to the station (``fieldtriage station kiosks
+add``); a journal from a key the station has not enrolled is refused.
 
 Example::
 
@@ -35,8 +36,9 @@ ENROLLMENT_NAME = "enrollment.json"
 FORMAT = "fieldtriage-kiosk-enrollment-1"
 
 
-def provision_kiosk(device_key: Path) -> dict[str, Any]:
-    """The device key (created if absent) and its enrollment file; returns what the file holds."""
+def provision_kiosk(device_key: Path, name: str = "", location: str = "") -> dict[str, Any]:
+    """The device key (created if absent) and its enrollment file; returns what the file holds
+    (``name`` and ``location``, the configured ``kiosk.name`` and ``kiosk.location``, when set)."""
     key = load_or_create_device_key(device_key)
     public = key.public_key()
     enrollment = {
@@ -49,6 +51,7 @@ def provision_kiosk(device_key: Path) -> dict[str, Any]:
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "agent": f"fieldtriage {__version__}",
     }
+    enrollment |= {key: value for key, value in (("name", name), ("location", location)) if value}
     target = device_key.with_name(ENROLLMENT_NAME)
     temporary = target.with_name(f".{ENROLLMENT_NAME}.tmp")
     try:

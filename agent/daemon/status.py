@@ -213,6 +213,10 @@ def format_status(report: dict[str, Any]) -> str:
     if report.get("status_age_s") is not None:
         details.append(f"status written {report['status_age_s']} s ago")
     lines = [f"agent: {state} ({', '.join(details)})"]
+    kiosk = report.get("kiosk")
+    if isinstance(kiosk, dict) and (kiosk.get("name") or kiosk.get("location")):
+        where = f" ({kiosk['location']})" if kiosk.get("location") else ""
+        lines.append(f"kiosk: {kiosk.get('name') or '(no name)'}{where}")
     if report.get("reason"):
         lines.append(f"{state}: {report['reason']}")
     elif report.get("fault"):
@@ -247,6 +251,7 @@ def format_status(report: dict[str, Any]) -> str:
             f"bay {bay.get('name')}: {bay.get('phase')}{shown}  lights {bay.get('signal')}  device {name}"
             + (f"  verdict {bay['verdict']}" if bay.get("verdict") else "")
             + (", empty (0 files)" if bay.get("empty") and bay.get("verdict") == "no_match" else "")
+            + ("  (alarm silenced)" if bay.get("silenced") else "")
         )
         if bay.get("problem"):
             lines.append(f"  problem: {bay['problem']}")

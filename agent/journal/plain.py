@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from agent.journal.clock import ClockReader
-from agent.journal.records import RESERVED_KEY, normalised
+from agent.journal.records import normalised, with_header
 from agent.journal.writer import lock_journal_folder
 from filters.errors import JournalError
 
@@ -36,8 +36,14 @@ PLAIN_JOURNAL_NAME = "journal.jsonl"
 class PlainJournal:
     """``PlainJournal(folder)`` or ``PlainJournal.open(folder)``: opens (creates) ``journal.jsonl``."""
 
-    def __init__(self, folder: str | os.PathLike[str], clock: ClockReader | None = None) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        clock: ClockReader | None = None,
+        kiosk: Mapping[str, str] | None = None,
+    ) -> None:
         self.folder = Path(folder)
+        self._kiosk = dict(kiosk) if kiosk else None  # records.kiosk_header: in every record
         self.path = self.folder / PLAIN_JOURNAL_NAME
         self.healthy = True
         self.last_error: JournalError | None = None
@@ -55,13 +61,20 @@ class PlainJournal:
         self._fd: int | None = fd
 
     @classmethod
-    def open(cls, folder: str | os.PathLike[str], clock: ClockReader | None = None) -> PlainJournal:
-        return cls(folder, clock)
+    def open(
+        cls,
+        folder: str | os.PathLike[str],
+        clock: ClockReader | None = None,
+        kiosk: Mapping[str, str] | None = None,
+    ) -> PlainJournal:
+        return cls(folder, clock, kiosk)
 
     def append(self, record: Mapping[str, Any]) -> None:
         if self._fd is None:
             raise JournalError(self.path, "journal is closed")
-        line = json.dumps({RESERVED_KEY: self._clock.now(), **normalised(record)}, default=_encode_bytes)
+        line = json.dumps(
+            with_header(normalised(record), self._clock.now(), self._kiosk), default=_encode_bytes
+        )
         data = line.encode("utf-8") + b"\n"
         try:
             written = 0

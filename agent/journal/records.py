@@ -3,7 +3,9 @@
 A record is a mapping with text keys whose values are text, integers, floats, booleans, None,
 bytes, lists (or tuples) and mappings of the same, at most ``MAX_DEPTH`` deep. The key ``time`` is
 the journal's: it holds the wall clock, the monotonic clock, the boot id and whether the clock was
-synchronised (see ``agent.journal.clock``).
+synchronised (see ``agent.journal.clock``). So is ``kiosk``: the kiosk's configured name and
+location (``[kiosk]`` in agent.toml), in every record when either is set (``with_header``), so that
+every record the station reads says which kiosk, and where, wrote it.
 
 Record types the station understands (docs/journal-format.md, section 6) are built here, so the
 daemon and the station agree on field names.
@@ -12,6 +14,8 @@ Example::
 
     >>> normalised({"type": "lights", "shown": ("red",), "raw": bytearray(b"x")})
     {'type': 'lights', 'shown': ['red'], 'raw': b'x'}
+    >>> with_header({"type": "x"}, {"wall_ns": 1}, kiosk_header("Bay 2", ""))
+    {'time': {'wall_ns': 1}, 'kiosk': {'name': 'Bay 2', 'location': ''}, 'type': 'x'}
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from filters.errors import JournalError
 
 MAX_DEPTH = 16
 RESERVED_KEY = "time"
+KIOSK_KEY = "kiosk"  # the kiosk's name and location, added by the journal like the time fields
 # what a record's own fields may take: the journal adds its time fields and the AEAD tag
 RECORD_BYTES = MAX_SEALED_BYTES - TAG_BYTES - (4 << 10)
 CUT_LISTS = ("skipped", "errors")  # never "hits": a find is always listed
@@ -37,6 +42,8 @@ def normalised(record: Mapping[str, Any]) -> dict[str, Any]:
         raise JournalError("record", f"is a {type(record).__name__}, not a mapping")
     if RESERVED_KEY in record:
         raise JournalError("record", f"field {RESERVED_KEY!r} is reserved for the journal's time fields")
+    if KIOSK_KEY in record:
+        raise JournalError("record", f"field {KIOSK_KEY!r} is reserved for the kiosk's name and location")
     value = plain_value(record, "record", 0)
     assert isinstance(value, dict)
     return value
@@ -60,6 +67,36 @@ def plain_value(value: Any, where: str, depth: int = 0) -> Any:
     if isinstance(value, list | tuple):
         return [plain_value(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
     raise JournalError(where, f"unsupported value type {type(value).__name__}")
+
+
+def kiosk_header(name: str, location: str) -> dict[str, str] | None:
+    """The ``kiosk`` field of every record: ``{"name", "location"}`` ("" for the one not set), or
+    None when neither is configured (then records carry no such field)."""
+    return {"name": name, "location": location} if name or location else None
+
+
+def with_header(
+    body: Mapping[str, Any], time_fields: Mapping[str, Any], kiosk: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """A record as the journal writes it: its time fields, the kiosk's name and location (if
+    configured), then ``body`` (already ``normalised``, so it holds neither key)."""
+    return {RESERVED_KEY: dict(time_fields), **({KIOSK_KEY: dict(kiosk)} if kiosk else {}), **body}
+
+
+def alarm_silenced_record(
+    bay: str, signal: str, at: str, button: str, device: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The acknowledge button silenced a bay's ``signal`` (a priority alarm, a match's beeps) at
+    ``at`` (ISO 8601 UTC); ``button`` is ``bay`` (the bay's own) or ``kiosk`` (lights.button);
+    ``device`` the identity of the device the bay holds, if any. The lights stayed as they were."""
+    return {
+        "type": "alarm_silenced",
+        "bay": bay,
+        "signal": signal,
+        "at": at,
+        "button": button,
+        "device": None if device is None else dict(device),
+    }
 
 
 def scan_started_record(

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from agent.journal.clock import ClockReader, header_time
 from agent.journal.copying import fsync_folder
 from agent.journal.keys import load_or_create_device_key, load_x25519_public_key, raw_public
-from agent.journal.records import RESERVED_KEY, normalised
+from agent.journal.records import normalised, with_header
 from agent.journal.sealing import new_segment_key
 from agent.journal.segment_format import (
     FORMAT_NAME,
@@ -94,6 +94,7 @@ class EncryptedJournal:
         clock: ClockReader | None = None,
         max_segment_bytes: int = MAX_SEGMENT_BYTES,
         max_segment_records: int = MAX_SEGMENT_RECORDS,
+        kiosk: Mapping[str, str] | None = None,
     ) -> None:
         self.folder = folder
         self.healthy = True
@@ -104,6 +105,9 @@ class EncryptedJournal:
         self._lock_fd: int | None = lock_fd
         self._tail = tail
         self._clock = clock or ClockReader()
+        # the kiosk's name and location (records.kiosk_header): in every record, sealed with it (the
+        # segment header is not encrypted: a location is for the station's eyes only)
+        self._kiosk = dict(kiosk) if kiosk else None
         self._max_bytes = max_segment_bytes
         self._max_records = max_segment_records
         self._segment: _OpenSegment | None = None
@@ -119,7 +123,7 @@ class EncryptedJournal:
     ) -> EncryptedJournal:
         """Open (creating folder and device key on first start) and continue numbering and chain.
 
-        ``options``: ``clock``, ``max_segment_bytes``, ``max_segment_records``.
+        ``options``: ``clock``, ``max_segment_bytes``, ``max_segment_records``, ``kiosk``.
         """
         folder = Path(folder)
         device_key = load_or_create_device_key(device_key_path)
@@ -147,7 +151,7 @@ class EncryptedJournal:
         with self._lock:
             if self._lock_fd is None:
                 raise JournalError(self.folder, "journal is closed")
-            plaintext = cbor2.dumps({RESERVED_KEY: self._clock.now(), **body})
+            plaintext = cbor2.dumps(with_header(body, self._clock.now(), self._kiosk))
             if len(plaintext) + TAG_BYTES > MAX_SEALED_BYTES:
                 raise JournalError(
                     "record", f"{len(plaintext)} bytes encoded, limit {MAX_SEALED_BYTES - TAG_BYTES}"

@@ -3,7 +3,8 @@
 A ``LightsBackend`` only switches outputs (``set(levels)``); ``BayLights`` decides what they show:
 it renders ``signals.levels_at`` for the current signal and calls the backend when a level changes.
 One ``LightsTicker`` thread drives every bay (20 steps a second); tests drive ``render(now)``
-themselves with a stepped clock, so pin histories are exact.
+themselves with a stepped clock, so pin histories are exact. ``silence()`` is what the acknowledge
+button does (``agent.lights.button``): the buzzer off, the lights as they were.
 
 Backends: ``GpioLights`` (gpiozero, any pin factory: lgpio on a Pi 5, the mock factory in tests),
 ``TerminalLights`` (the same states drawn in a terminal, for ``make demo``), ``RecordingLights``.
@@ -16,6 +17,9 @@ Example::
     >>> bay = BayLights("front", recorder, clock=lambda: 0.0)
     >>> bay.show(Signal.NO_MATCH)
     >>> bay.render(0.0)
+    >>> recorder.history[-1]  # green, and the verdict's one short beep
+    Levels(red=False, amber=False, green=True, buzzer=True)
+    >>> bay.render(2.0)
     >>> recorder.history[-1]
     Levels(red=False, amber=False, green=True, buzzer=False)
 """
@@ -31,7 +35,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
-from agent.lights.signals import Levels, Signal, levels_at
+from agent.lights.signals import SILENCEABLE, Levels, Signal, levels_at, sounding
 from filters.errors import FieldtriageError, printable
 
 log = logging.getLogger(__name__)
@@ -223,7 +227,12 @@ class TerminalLights:
 
 
 class BayLights:
-    """The signal a bay shows, and what it has shown (for the status file and the journal)."""
+    """The signal a bay shows, and what it has shown (for the status file and the journal).
+
+    ``silence()`` (the acknowledge button) turns the buzzer off for the signal shown, the lights as
+    they were; a new signal sounds again, except a priority match after a silenced "scanning,
+    priority hit found" (the alarm the officer has already acknowledged).
+    """
 
     def __init__(
         self, name: str, backend: LightsBackend, clock: Callable[[], float] = time.monotonic
@@ -235,24 +244,47 @@ class BayLights:
         self.progress: float | None = None
         self.since = clock()
         self.shown: list[str] = []
+        self.silenced = False  # the acknowledge button silenced the signal shown
         self._levels: Levels | None = None
         self._lock = threading.Lock()
 
     def show(self, signal: Signal, progress: float | None = None) -> None:
         with self._lock:
             if signal is not self.signal:
+                acknowledged = self.signal is Signal.SCANNING_PRIORITY and signal is Signal.PRIORITY_MATCH
+                self.silenced = self.silenced and acknowledged
                 self.signal = signal
                 self.since = self.clock()
                 self.shown.append(signal.value)
             self.progress = progress
 
-    def render(self, now: float | None = None) -> None:
+    def silence(self, now: float | None = None) -> Signal | None:
+        """The acknowledge button: silence the signal shown when it is a priority alarm or a match's
+        beeps still to come (``SILENCEABLE``); the signal silenced, or None when there was nothing
+        to silence (already silenced, already over, another signal)."""
         with self._lock:
             moment = self.clock() if now is None else now
-            levels = levels_at(self.signal, moment - self.since, self.progress)
-            if levels != self._levels:
-                self._levels = levels
-                self.backend.set(levels, self.signal.value)
+            if (
+                self.silenced
+                or self.signal not in SILENCEABLE
+                or not sounding(self.signal, moment - self.since)
+            ):
+                return None
+            self.silenced = True
+            self._render(moment)  # the buzzer off at once, not at the next tick
+            return self.signal
+
+    def render(self, now: float | None = None) -> None:
+        with self._lock:
+            self._render(self.clock() if now is None else now)
+
+    def _render(self, moment: float) -> None:
+        levels = levels_at(self.signal, moment - self.since, self.progress)
+        if self.silenced:
+            levels = levels._replace(buzzer=False)
+        if levels != self._levels:
+            self._levels = levels
+            self.backend.set(levels, self.signal.value)
 
     def close(self) -> None:
         with self._lock:

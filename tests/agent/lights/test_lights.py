@@ -42,7 +42,8 @@ def test_priority_match_sequence(gpio_bay: tuple[BayLights, MockFactory, list[fl
     assert pin_states(factory, RED) == [False, True]
     assert pin_states(factory, AMBER) == [False]
     assert pin_states(factory, GREEN) == [False]
-    assert pin_states(factory, BUZZER) == [False, True, False, True, False, True, False]
+    # the priority alarm: 4 quick beeps every 1.5 s (0.0, 0.2, 0.4, 0.6, then 1.5, 1.7, 1.9)
+    assert pin_states(factory, BUZZER) == [False] + [True, False] * 7
 
 
 def test_scan_then_no_match_never_lights_red(gpio_bay: tuple[BayLights, MockFactory, list[float]]) -> None:
@@ -54,7 +55,7 @@ def test_scan_then_no_match_never_lights_red(gpio_bay: tuple[BayLights, MockFact
     assert pin_states(factory, RED) == [False]
     assert pin_states(factory, AMBER) == [False, True, False, True, False, True, False]
     assert pin_states(factory, GREEN) == [False, True]
-    assert pin_states(factory, BUZZER) == [False]
+    assert pin_states(factory, BUZZER) == [False, True, False], "silent scan, one short beep at no match"
 
 
 def test_scanning_blinks_faster_with_progress() -> None:
