@@ -11,7 +11,7 @@ Example::
     >>> backend = FakePhoneBackend({"usb:001,004": phone})
     >>> with backend.open("usb:001,004") as session:
     ...     [s.description for s in session.storages()], session.files("/store_00010001/DCIM/Camera")
-    (['Internal shared storage'], [PhoneFile(name='IMG_1.jpg', size=5000)])
+    (['Internal shared storage'], [PhoneFile(name='IMG_1.jpg', size=5000, problem=None)])
 """
 
 from __future__ import annotations
