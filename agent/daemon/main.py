@@ -51,6 +51,7 @@ STOP_GRACE_SECONDS = 4.0
 REFRESH_SECONDS = 2.0
 STATUS_SECONDS = 1.0
 INCOMPLETE_HOLD_SECONDS = 60.0
+PULLED_SECONDS = 5.0  # a removal this soon after a scan ended "could not check": pulled mid-scan
 EXHIBIT_ACK_SECONDS = 0.8  # idle bays show "exhibit scanned" (its pattern takes 0.6 s), then ready again
 # a phone back in its bay this soon (it re-enumerates when set to File transfer) keeps its exhibit
 EXHIBIT_REPLUG_SECONDS = 30.0
@@ -112,6 +113,7 @@ class Daemon:
         self.exhibits = PendingExhibits(config.exhibit.timeout_seconds)
         self._ack_until = 0.0  # idle bays show "exhibit scanned" until then (monotonic)
         self._phone_workers: dict[str, PhoneWorker] = {}  # each bay's last phone worker
+        self._last_workers: dict[str, BayWorker] = {}  # each bay's last worker, reaped or not
 
     # -- signals and wake-ups -------------------------------------------------------------------
     def wake(self) -> None:
@@ -199,7 +201,11 @@ class Daemon:
                     occupied.worker.cancel.set()
                 else:
                     occupied.device = None
-                    self._ready_at[occupied.name] = time.monotonic()
+                    now = time.monotonic()
+                    hold = 0.0
+                    if self._just_failed(occupied, now):
+                        hold, occupied.phase = INCOMPLETE_HOLD_SECONDS, "removed early"
+                    self._ready_at[occupied.name] = now + hold
             self._dirty = True
             return
         self._reap_and_idle(time.monotonic())  # a worker that just ended frees its bay first
@@ -245,7 +251,7 @@ class Daemon:
             blocks=self.config.blocks,
             exhibit=exhibit,
         )
-        bay.worker = worker
+        bay.worker = self._last_workers[bay.name] = worker
         worker.start()
 
     def _start_phone(
@@ -258,7 +264,7 @@ class Daemon:
             bay, identity, backend, self.filters.filters, self.config.scan, self.journal, self.wake, problem,
             exclusions=self.filters.exclusions, exhibit=exhibit,
         )  # fmt: skip
-        bay.worker = worker
+        bay.worker = self._last_workers[bay.name] = worker
         self._phone_workers[bay.name] = worker
         worker.start()
 
@@ -276,6 +282,14 @@ class Daemon:
             return
         log.warning("journal writable again (after %s)", problem)
         self._dirty = True
+
+    def _just_failed(self, bay: Bay, now: float) -> bool:
+        """A device removed within ``PULLED_SECONDS`` of its scan ending "could not check" was pulled
+        out mid-scan: a phone's read fails the moment it goes, before udev tells the daemon. Its
+        amber stays as long as for a device pulled while its worker ran."""
+        worker = self._last_workers.get(bay.name)
+        ended = worker.ended if worker is not None else None
+        return bay.verdict == "incomplete" and ended is not None and now - ended <= PULLED_SECONDS
 
     def _ending_in(self, identity: DeviceIdentity) -> bool:
         """A bay for ``identity``'s port whose worker was told its device went and has not ended."""

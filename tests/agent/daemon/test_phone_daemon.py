@@ -95,3 +95,45 @@ def test_a_phone_set_to_file_transfer_re_enumerates_and_is_scanned(tmp_path: Pat
         daemon.request_stop()
         thread.join(10)
         source.close()
+
+
+def test_a_phone_pulled_mid_scan_keeps_could_not_check_lit(tmp_path: Path) -> None:
+    """The read fails the moment the phone goes, so its worker ends before udev's remove reaches the
+    daemon: the amber must still be held as for any device pulled out early."""
+    known = write_random(tmp_path / "known.jpg", 100_000, 11)
+    factory = FilterFactory(tmp_path / "made")
+    for name in ("filters", "trust", "run", "journal"):
+        (tmp_path / name).mkdir()
+    shutil.copy(factory.path([known]), tmp_path / "filters" / "lab.ftf")
+    shutil.copy(factory.pub_path, tmp_path / "trust" / "lab.pub")
+    config = parse_config(
+        {
+            "paths": {n: str(tmp_path / n) for n in ("filters", "trust", "journal")}
+            | {"runtime": str(tmp_path / "run")},
+            "lights": {"backend": "mock"},
+            "bays": [{"name": "front", "red": 5, "amber": 6, "green": 13, "port": "*-usb-0:1:*"}],
+        },
+        "test.toml",
+    )
+    source = FakeDeviceSource()
+    tree = {f"DCIM/f{i}.jpg": random.Random(i).randbytes(9000) for i in range(40)}
+    phone = FakePhone({"Internal shared storage": tree}, gone_after_calls=20)
+    daemon = Daemon(
+        config, source=source, mounter=Mounter(tmp_path / "run"), lights=lights_for(config, MockFactory()),
+        journal=ListJournal(), ticker=False, phones=FakePhoneBackend({"usb:001,007": phone}),
+    )  # fmt: skip
+    thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False}, daemon=True)
+    thread.start()
+    try:
+        bay = daemon.bays[0]
+        identity = phone_identity(PROPERTIES, "pci-0000:00:14.0-usb-0:1:1.0", "/devices/pci/usb1/1-1")
+        source.plug(identity)
+        wait(lambda: bay.verdict == "incomplete" and not bay.busy)  # the worker ended first
+        source.unplug(identity.devpath)  # then udev's remove
+        wait(lambda: bay.phase == "removed early")
+        time.sleep(0.5)
+        assert bay.lights.signal.value == "could_not_check"
+    finally:
+        daemon.request_stop()
+        thread.join(10)
+        source.close()
