@@ -12,7 +12,7 @@ import pyudev
 from agent.devices.identity import DeviceIdentity
 from agent.devices.selection import DEFAULT_RULES, DeviceSelector
 from agent.devices.source import UdevDeviceSource
-from agent.phones.detect import gphoto_port, phone_identity, phone_kind, port_path
+from agent.phones.detect import gphoto_port, phone_identity, phone_kind, port_path, usb_properties
 
 EXAMPLES = """examples:
   fieldtriage devices                 # the disks and phones the kiosk would take now
@@ -73,7 +73,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
             size = f"{identity.size / 1e9:.1f} GB"
             print(f"{mark} {identity.label()}  {size}  port {identity.port_path or '-'}  {refusal}".rstrip())
     for device in context.list_devices(subsystem="usb", DEVTYPE="usb_device"):
-        properties = {str(k): str(v) for k, v in device.properties.items()}
+        properties = usb_properties(device)
         kind = phone_kind(properties)
         if kind is None:
             continue

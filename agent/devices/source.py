@@ -32,7 +32,7 @@ import pyudev
 
 from agent.devices.identity import DeviceIdentity
 from agent.devices.selection import DeviceSelector
-from agent.phones.detect import phone_identity, phone_kind, port_path
+from agent.phones.detect import phone_identity, phone_kind, port_path, usb_properties
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +168,10 @@ class UdevDeviceSource:
         return identity
 
     def _phone(self, device: Any) -> DeviceIdentity | None:
-        properties = {str(k): str(v) for k, v in device.properties.items()}
-        if device.device_type != "usb_device" or phone_kind(properties) is None:
+        if device.device_type != "usb_device":
+            return None
+        properties = usb_properties(device)
+        if phone_kind(properties) is None:
             return None
         return phone_identity(properties, port_path(device), device.device_path)
 

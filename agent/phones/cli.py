@@ -18,7 +18,7 @@ import pyudev
 from agent.device_scan import DeviceScanResult
 from agent.devices.identity import DeviceIdentity
 from agent.phones.camera import PhoneBackend, PhoneError
-from agent.phones.detect import STATE_MESSAGES, phone_identity, phone_state, port_path
+from agent.phones.detect import STATE_MESSAGES, phone_identity, phone_state, port_path, usb_properties
 from agent.phones.scan import scan_phone
 from agent.scan.engine import Scanner
 from agent.scan.progress import ProgressBar
@@ -91,7 +91,7 @@ def usb_identity(port: str) -> DeviceIdentity:
         try:
             context = pyudev.Context()
             for device in context.list_devices(subsystem="usb", DEVTYPE="usb_device"):
-                properties = {str(k): str(v) for k, v in device.properties.items()}
+                properties = usb_properties(device)
                 if properties.get("BUSNUM", "").lstrip("0") == bus.lstrip("0") and properties.get(
                     "DEVNUM", ""
                 ).lstrip("0") == number.lstrip("0"):

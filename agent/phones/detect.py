@@ -1,9 +1,10 @@
 """Which USB devices are phones, what they say they are, and what state they are in.
 
-A phone is a udev ``usb_device`` with a still-image interface (class 06: PTP, and MTP as Android
-offers it), or one that libmtp's or libgphoto2's udev rules mark (``ID_MTP_DEVICE``,
-``ID_GPHOTO2``), or an Apple iPhone/iPad (vendor 05ac, products 12xx), or a device of an Android
-phone maker with no mass-storage interface (a phone in "charging only"). The identity comes from
+A phone is a udev ``usb_device`` with a still-image interface (class 06: PTP, and MTP on some
+devices), or an interface named "MTP" (Android's MTP function is vendor class ff), or one that
+libmtp's or libgphoto2's udev rules mark (``ID_MTP_DEVICE``, ``ID_GPHOTO2``), or an Apple
+iPhone/iPad (vendor 05ac, products 12xx), or a device of an Android phone maker with no
+mass-storage interface (a phone in "charging only"). The identity comes from
 the USB descriptors, so it is known even when the phone is locked.
 
 States an officer can act on (``phone_state``), each with its own signal:
@@ -33,6 +34,7 @@ from agent.phones.camera import Storage
 PhoneKind = Literal["mtp", "ptp", "apple", "charge_only"]
 PhoneState = Literal["ready", "unlock", "trust"]
 APPLE = "05ac"
+MTP_INTERFACE = "FIELDTRIAGE_MTP_INTERFACE"  # set by usb_properties: an interface named "MTP"
 # USB vendor ids of Android phone makers (a device of theirs without mass storage is a phone)
 ANDROID_VENDORS = frozenset(
     ("18d1", "04e8", "22b8", "1004", "0bb4", "0fce", "12d1", "2717", "2a70", "22d9",
@@ -44,7 +46,7 @@ STATE_MESSAGES: dict[PhoneState, str] = {
     "trust": "unlock the iPhone and tap Trust",
 }
 PHONE_PROPERTIES = (
-    "ID_USB_INTERFACES", "ID_MTP_DEVICE", "ID_GPHOTO2", "BUSNUM", "DEVNUM", "PRODUCT",
+    MTP_INTERFACE, "ID_USB_INTERFACES", "ID_MTP_DEVICE", "ID_GPHOTO2", "BUSNUM", "DEVNUM", "PRODUCT",
     "ID_VENDOR_FROM_DATABASE", "ID_MODEL_FROM_DATABASE", "ID_USB_MODEL", "ID_USB_VENDOR",
 )  # fmt: skip
 
@@ -63,13 +65,30 @@ def phone_kind(properties: Mapping[str, str]) -> PhoneKind | None:
         return None
     if vendor == APPLE and (product.startswith("12") or "06" in classes):
         return "apple"
-    if "06" in classes or properties.get("ID_MTP_DEVICE") == "1":
+    if "06" in classes or properties.get("ID_MTP_DEVICE") == "1" or properties.get(MTP_INTERFACE) == "1":
         return "ptp" if properties.get("ID_MTP_DEVICE") != "1" and vendor not in ANDROID_VENDORS else "mtp"
     if properties.get("ID_GPHOTO2") == "1":
         return "ptp"
     if vendor in ANDROID_VENDORS:
         return "charge_only"
     return None
+
+
+def usb_properties(device: Any) -> dict[str, str]:
+    """A ``usb_device``'s udev properties, with ``MTP_INTERFACE`` set when one of its interfaces
+    calls itself "MTP": Android's MTP function is a vendor-class interface (ff/ff/00), not class 06,
+    and is known by that name (libmtp's udev rules probe every USB device for it instead, sending
+    requests to evidence sticks too: not installed)."""
+    properties = {str(k): str(v) for k, v in device.properties.items()}
+    try:
+        for child in device.children:
+            if child.device_type == "usb_interface":
+                name = child.attributes.get("interface")
+                if isinstance(name, bytes) and name.strip() == b"MTP":
+                    properties[MTP_INTERFACE] = "1"
+    except (OSError, KeyError):
+        pass
+    return properties
 
 
 def port_path(device: Any) -> str:

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 import pytest
 
 from agent.phones.camera import DUMMY_STORAGE_ID, Storage
-from agent.phones.detect import gphoto_port, phone_identity, phone_kind, phone_state, port_path
+from agent.phones.detect import (
+    gphoto_port,
+    phone_identity,
+    phone_kind,
+    phone_state,
+    port_path,
+    usb_properties,
+)
 
 PIXEL = {"ID_VENDOR_ID": "18d1", "ID_MODEL_ID": "4ee1", "ID_USB_INTERFACES": ":060101:", "BUSNUM": "001",
          "DEVNUM": "012", "ID_VENDOR": "Google", "ID_MODEL": "Pixel_7",
@@ -68,3 +75,27 @@ def test_states() -> None:
     assert phone_state(iphone, placeholder) == "trust"
     assert phone_state(iphone, []) == "trust"
     assert phone_state(iphone, storage) == "ready"
+
+
+@dataclass
+class Interface:
+    device_type: str
+    attributes: dict[str, bytes]
+
+
+@dataclass
+class UsbDevice:
+    properties: dict[str, str]
+    children: list[Interface]
+
+
+def test_an_interface_named_mtp_marks_the_phone() -> None:
+    android = UsbDevice(
+        {"ID_USB_INTERFACES": ":ffff00:", "ID_VENDOR_ID": "18d1"},
+        [Interface("usb_interface", {"interface": b"MTP\n"})],
+    )
+    assert phone_kind(usb_properties(android)) == "mtp"
+    charging = UsbDevice(
+        {"ID_USB_INTERFACES": ":ff4201:", "ID_VENDOR_ID": "18d1"}, [Interface("usb_interface", {})]
+    )
+    assert phone_kind(usb_properties(charging)) == "charge_only"
