@@ -20,6 +20,7 @@ import pytest
 
 from agent.journal.segment_format import SEGMENT_PREFIX, SEGMENT_SUFFIX
 from station.importer import import_sources
+from station.kiosks import enroll_kiosk, read_enrollment
 from station.scans import Scan, load_scans
 from station.store import Store
 
@@ -74,6 +75,10 @@ def journal_scans(guest: Guest, lab: Lab, folder: Path) -> list[Scan]:
             (copies / name).write_bytes(guest.read_file(f"{JOURNAL}/{name}"))
     store = Store.open(folder / "station.sqlite")
     try:
+        enrollment = folder / "enrollment.json"  # only enrolled kiosks are imported (issue 13)
+        enrollment.write_bytes(guest.read_file("/var/lib/fieldtriage/enrollment.json"))
+        if read_enrollment(enrollment).kiosk_id not in store.kiosk_ids():
+            enroll_kiosk(store, read_enrollment(enrollment), "system test kiosk", "QEMU")
         import_sources(lab.station, [folder], store=store)
         return load_scans(store)
     finally:
