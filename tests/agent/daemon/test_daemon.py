@@ -298,7 +298,10 @@ def test_pulled_out_mid_scan_then_next_device_works(
         kiosk.wait(lambda: kiosk.bay().verdict is not None)
         assert kiosk.bay().verdict == "incomplete"
         assert kiosk.bay().lights.shown == ["ready", "scanning", "could_not_check"]
-        kiosk.wait(lambda: kiosk.bay().lights.signal.value == "ready")
+        # pulled out early: "could not check" stays lit (docs/operations.md: 60 s or the next device),
+        # whether udev's remove came before the worker ended or just after
+        kiosk.wait(lambda: kiosk.bay().device is None and kiosk.bay().phase == "removed early")
+        assert kiosk.bay().lights.signal.value == "could_not_check"
     (record,) = [r for r in kiosk.journal.records if r["type"] == "scan"]
     assert record["scan"]["errors"], "the failed reads are named in the record"
     kiosk.plug(image(tmp_path, {"DCIM/x.jpg": known["known_0.jpg"]}, "next"))
