@@ -8,6 +8,7 @@ journal is then exported, imported at a demo station, and reported.
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import shutil
@@ -165,7 +166,7 @@ def run_kiosk_demo(base: Path, filter_path: Path, trust_folder: Path, known: lis
 
 
 def station_part(base: Path, journal_folder: Path, station_home: Path) -> int:
-    from agent.cli import main
+    main = station_command
 
     stick = base / "sync-stick"
     stick.mkdir()
@@ -188,3 +189,15 @@ def station_part(base: Path, journal_folder: Path, station_home: Path) -> int:
         return 2
     print(f"\nreport for the analyst: {report / 'index.html'}")
     return 0
+
+
+def station_command(argv: list[str]) -> int:
+    """``fieldtriage station ...`` run in this process, through the station's own parser (not
+    agent.cli, which imports this module: no import circle)."""
+    from station import cli as station_cli
+
+    parser = argparse.ArgumentParser(prog="fieldtriage")
+    station_cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    status: int = args.handler(args)
+    return status
