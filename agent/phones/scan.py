@@ -45,7 +45,8 @@ from agent.scan.events import (
 )
 from agent.scan.evidence import evidence_of, kinds_for_hit, kinds_to_confirm
 from agent.scan.order import NORMAL, directory_class, directory_rank, file_rank
-from agent.scan.report import Counts, Hit, Problem, ScanReport, Timings, verdict_of
+from agent.scan.plan import scan_report
+from agent.scan.report import Counts, Hit, Problem, ScanReport, Timings
 from filters.digests import FileChangedError, digest_by_reads
 from filters.errors import printable
 
@@ -395,9 +396,6 @@ class _PhoneRun:
         for problems, by_code in ((errors, counts.errors), (skipped, counts.skipped)):
             for p in problems:
                 by_code[p.code] = by_code.get(p.code, 0) + 1
-        cancelled = self.scanner.cancel.is_set()
-        complete = not (errors or cancelled or self.stopped_at_priority or counts.files_not_scanned)
-        complete = complete and walk_s is not None and not self.plan.unchecked_sets and bool(self.storages)
         hits = sorted(self.hits, key=lambda h: h.path)
         timings = Timings(
             workers=1,
@@ -407,18 +405,9 @@ class _PhoneRun:
             first_hit_s=self.first_hit,
             first_priority_hit_s=self.first_priority_hit,
         )
-        return ScanReport(
-            verdict=verdict_of(hits, complete),
-            complete=complete,
-            cancelled=cancelled,
-            stopped_at_first_priority=self.stopped_at_priority,
-            mode=self.plan.mode,
-            roots=roots,
-            first_pass_kinds=self.plan.first_pass_kinds,
-            filters=tuple(p.summary() for p in self.plan.filters),
-            counts=counts,
-            hits=hits,
-            errors=errors,
-            skipped=skipped,
-            timings=timings,
-        )
+        return scan_report(
+            self.plan, roots, counts, hits, errors, skipped, timings,
+            cancelled=self.scanner.cancel.is_set(),
+            stopped_at_priority=self.stopped_at_priority,
+            walked=walk_s is not None and bool(self.storages),  # a phone that shows no storage: not read
+        )  # fmt: skip

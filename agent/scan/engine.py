@@ -50,7 +50,7 @@ from agent.scan.events import (
 )
 from agent.scan.evidence import evidence_of, kinds_for_hit, kinds_to_confirm
 from agent.scan.exclusions import ExclusionList
-from agent.scan.plan import FilterPlan, Mode, ScanPlan
+from agent.scan.plan import FilterPlan, Mode, ScanPlan, scan_report
 from agent.scan.reader import (
     SMALL_FILE,
     CancelFlag,
@@ -64,7 +64,7 @@ from agent.scan.reader import (
     read_rest,
 )
 from agent.scan.reader_processes import ReaderPool
-from agent.scan.report import Hit, Problem, ScanReport, Timings, verdict_of
+from agent.scan.report import Hit, Problem, ScanReport, Timings
 from agent.scan.walker import (
     BATCH_FILES,
     SHARED_BATCH_FILES,
@@ -474,9 +474,6 @@ class _Run:
 
     def report(self, wall: str, walk_s: float | None) -> ScanReport:
         counts, hits, errors, skipped = totals_of(self.walker.tally, self.tallies)
-        cancelled = self.scanner.cancel.is_set()
-        complete = not (errors or cancelled or self.stopped_at_priority or counts.files_not_scanned)
-        complete = complete and walk_s is not None and not self.plan.unchecked_sets
         timings = Timings(
             workers=self.workers,
             started_at=wall,
@@ -485,18 +482,9 @@ class _Run:
             first_hit_s=self.first_hit,
             first_priority_hit_s=self.first_priority_hit,
         )
-        return ScanReport(
-            verdict=verdict_of(hits, complete),
-            complete=complete,
-            cancelled=cancelled,
-            stopped_at_first_priority=self.stopped_at_priority,
-            mode=self.plan.mode,
-            roots=self.roots,
-            first_pass_kinds=self.plan.first_pass_kinds,
-            filters=tuple(p.summary() for p in self.plan.filters),
-            counts=counts,
-            hits=hits,
-            errors=errors,
-            skipped=skipped,
-            timings=timings,
-        )
+        return scan_report(
+            self.plan, self.roots, counts, hits, errors, skipped, timings,
+            cancelled=self.scanner.cancel.is_set(),
+            stopped_at_priority=self.stopped_at_priority,
+            walked=walk_s is not None,
+        )  # fmt: skip

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.scan.exclusions import ExclusionList
-from agent.scan.report import FilterSummary, Problem, SetSummary
+from agent.scan.report import Counts, FilterSummary, Hit, Problem, ScanReport, SetSummary, Timings, verdict_of
 from filters.digests import BLOCK_KIND, SAMPLE_KIND, normalise_kinds
 from filters.errors import UsageError
 from filters.model import ContrabandFilter, SetMatch
@@ -200,3 +200,38 @@ def _plan_filter(contraband: ContrabandFilter, mode: Mode) -> FilterPlan:
             roles[s.index] = "consulted"
     kinds = normalise_kinds(s.kind for s in contraband.sets if roles[s.index] == "consulted")
     return FilterPlan(contraband, roles, kinds, cover)
+
+
+def scan_report(
+    plan: ScanPlan,
+    roots: tuple[bytes, ...],
+    counts: Counts,
+    hits: list[Hit],
+    errors: list[Problem],
+    skipped: list[Problem],
+    timings: Timings,
+    *,
+    cancelled: bool,
+    stopped_at_priority: bool,
+    walked: bool,
+) -> ScanReport:
+    """The report of a finished scan, disk or phone: the one place that says whether it was
+    complete. Never complete with an error, a cancel, a stop at the first priority hit, a file found
+    and not read, a walk that did not end, or a set nothing was checked against."""
+    complete = not (errors or cancelled or stopped_at_priority or counts.files_not_scanned)
+    complete = complete and walked and not plan.unchecked_sets
+    return ScanReport(
+        verdict=verdict_of(hits, complete),
+        complete=complete,
+        cancelled=cancelled,
+        stopped_at_first_priority=stopped_at_priority,
+        mode=plan.mode,
+        roots=roots,
+        first_pass_kinds=plan.first_pass_kinds,
+        filters=tuple(p.summary() for p in plan.filters),
+        counts=counts,
+        hits=hits,
+        errors=errors,
+        skipped=skipped,
+        timings=timings,
+    )
