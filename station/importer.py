@@ -80,6 +80,8 @@ IMPORTED = "imported"
 EXPORTED = ".export"  # a kept-aside copy that came from an export folder
 FRAME_AT = re.compile(r"^(?:incomplete frame|frame|seal) at offset (\d+)\b")  # station/verify.py's words
 POWER_CUT = "torn tail after a power cut"
+# a sealed segment whose copy here ends without a valid seal: an older copy, or a damaged seal
+UNSEALED_HERE = "no valid seal in the copy imported"
 
 
 @dataclass
@@ -477,6 +479,8 @@ def _link_findings(store: Store, kiosk: str, number: int) -> list[Finding]:
 
 def _is_missing_warning(message: str, later: int) -> bool:
     """A warning ``_check_link(later)`` gives about segment ``later - 1``."""
+    if message == f"{UNSEALED_HERE} (segment {later} says it was sealed)":
+        return True
     return message == f"segment missing (segment {later} follows it)" or bool(
         re.fullmatch(rf"\d+ of its \d+ records missing \(segment {later} says it had \d+\)", message)
     )
@@ -522,6 +526,8 @@ def _check_link(store: Store, kiosk: str, number: int) -> list[Finding]:
     if not previous_sealed:
         torn = f", {previous_torn} torn bytes set aside" if previous_torn else ""
         say("notice", number - 1, None, f"was not closed (power cut or write failure){torn}")
+    elif sealed_count is None:  # withdrawn once a copy with its seal arrives (_is_missing_warning)
+        say("warning", number - 1, None, f"{UNSEALED_HERE} (segment {number} says it was sealed)")
     if sealed_count is not None and (sealed_count, sealed_chain) != (previous_records, previous_chain):
         say(
             "alarm",
