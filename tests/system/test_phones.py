@@ -25,7 +25,7 @@ from station.scans import Scan, load_scans
 from station.store import Store
 
 from .conftest import Lab
-from .guest import PHONE_STORAGE, Guest, Plugged
+from .guest import PHONE_STORAGE, Guest, GuestError, Plugged
 from .phone_trees import PhoneTree, phone_tree, sized_tree, snapshot, stalls_usb_mtp
 from .test_appliance import SCAN_TIMEOUT, VERDICT_LIGHTS, blinked_amber_after, uptime
 
@@ -59,7 +59,11 @@ def settled_light(guest: Guest, bay: str, since: float, hold: float = 2.5) -> tu
 def phone_verdict(guest: Guest, tree: PhoneTree, bay: str = "front", port: int = 1) -> tuple[Plugged, Any]:
     since = uptime(guest)
     phone = guest.plug_phone(tree.root, port)
-    state = guest.wait(lambda: settled_light(guest, bay, since), SCAN_TIMEOUT, f"a verdict in bay {bay}")
+    try:
+        state = guest.wait(lambda: settled_light(guest, bay, since), SCAN_TIMEOUT, f"a verdict in bay {bay}")
+    except GuestError as err:  # what the bay showed instead (a phone re-enumerating after a stall?)
+        lights = [(round(t - since, 1), s) for t, s in guest.bay_lights(bay) if t >= since - 1]
+        raise AssertionError(f"{err}\nbay {bay}: {guest.bay(bay)}\nlights since the plug: {lights}") from None
     return phone, state
 
 

@@ -25,7 +25,7 @@ from station.stick import prepare_stick
 from station.store import Store
 
 from .conftest import Lab
-from .guest import Guest
+from .guest import Guest, GuestError
 from .test_appliance import SCAN_TIMEOUT, VERDICT_LIGHTS, steady_after, uptime
 
 CUTS = 3
@@ -117,6 +117,12 @@ def test_power_cuts_then_a_sync_stick_carries_every_lit_verdict(
         matching = [v for k, v in scans if serial in k]
         assert matching == [verdict], (serial, scans)
 
-    assert "system test, new find" in kiosk.sh("cat /run/fieldtriage/status.json").out
+    try:  # reloaded within the daemon's refresh (2 s) once the sync has put it in place
+        kiosk.wait(lambda: "system test, new find" in kiosk.sh("cat /run/fieldtriage/status.json").out,
+                   30, "the new filter in use")  # fmt: skip
+    except GuestError as err:
+        agent = kiosk.sh("journalctl -b --no-pager -u fieldtriage-agent | grep -i -e filter -e sync -e clock")
+        folders = kiosk.sh("ls -l --full-time /var/lib/fieldtriage/filters /var/lib/fieldtriage/trust; date")
+        raise AssertionError(f"{err}\n{agent.out}\n{folders.out}") from None
     found = make_disk_image(tmp_path / "found.img", "dos", [PartitionSpec("vfat", {"n.jpg": newly_known})])
     assert lit(kiosk, found, 2, "NEW") == VERDICT_LIGHTS["priority_match"]
