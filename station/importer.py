@@ -479,11 +479,12 @@ def _link_findings(store: Store, kiosk: str, number: int) -> list[Finding]:
 
 def _is_missing_warning(message: str, later: int) -> bool:
     """A warning ``_check_link(later)`` gives about segment ``later - 1``."""
-    if message == f"{UNSEALED_HERE} (segment {later} says it was sealed)":
+    if message in (
+        f"segment missing (segment {later} follows it)",
+        f"{UNSEALED_HERE} (segment {later} says it was sealed)",
+    ):
         return True
-    return message == f"segment missing (segment {later} follows it)" or bool(
-        re.fullmatch(rf"\d+ of its \d+ records missing \(segment {later} says it had \d+\)", message)
-    )
+    return bool(re.fullmatch(rf"\d+ of its \d+ records missing \(segment {later} says it had \d+\)", message))
 
 
 def _check_link(store: Store, kiosk: str, number: int) -> list[Finding]:

@@ -150,15 +150,28 @@ def test_last_records_of_a_sealed_segment_removed(kiosk: tuple[StationHome, Path
     assert (1, None, "1 of its 4 records missing (segment 2 says it had 4)") in found
 
 
+def seal_as_torn_record(data: bytes, seal_at: int) -> bytes:
+    """The seal's "S" made "R" and the chain's first bytes a record length in range: the seal reads
+    as a record frame cut short (what one flipped bit does for about 1 key in 500)."""
+    forged = bytearray(data)
+    forged[seal_at : seal_at + 1] = RECORD_TYPE
+    forged[seal_at + 5 : seal_at + 9] = (200).to_bytes(4, "big")
+    return bytes(forged)
+
+
+@pytest.mark.parametrize("damage", ["last byte cut", "seal read as a torn record"])
 def test_a_damaged_seal_is_a_warning_until_a_sealed_copy_arrives(
-    kiosk: tuple[StationHome, Path], tmp_path: Path
+    kiosk: tuple[StationHome, Path], tmp_path: Path, damage: str
 ) -> None:
     home, journal = kiosk
     station = StationHome(tmp_path / "station")
     shutil.copytree(home.folder, station.folder)
     damaged = copy_journal(journal, tmp_path / "damaged")
     data = (damaged / SEGMENT_1).read_bytes()
-    (damaged / SEGMENT_1).write_bytes(data[:-1])  # the seal's last byte gone: reads as a torn tail
+    _, _, seal = frame_spans(damaged / SEGMENT_1)
+    assert seal is not None
+    altered = data[:-1] if damage == "last byte cut" else seal_as_torn_record(data, seal[0])
+    (damaged / SEGMENT_1).write_bytes(altered)
     warning = (1, None, "no valid seal in the copy imported (segment 2 says it was sealed)")
     found = [(f.segment, f.record, f.message) for f in import_sources(station, [damaged]).findings]
     assert warning in found
