@@ -56,6 +56,7 @@ class DeviceScanResult:
     partitions: list[dict[str, Any]] = field(default_factory=list)
     storages: list[dict[str, Any]] = field(default_factory=list)  # a phone's (agent.phones)
     device_problems: list[str] = field(default_factory=list)
+    device_notes: list[str] = field(default_factory=list)  # read soundly, worth a look (a backup GPT)
     cleanup_problems: list[str] = field(default_factory=list)
     report: ScanReport | None = None
     blocks: BlockSampleResult | None = None  # the block sample of the raw device (None: not asked)
@@ -100,6 +101,7 @@ class DeviceScanResult:
             "partitions": self.partitions,
             "storages": self.storages,
             "device_problems": self.device_problems,
+            "device_notes": self.device_notes,
             "cleanup_problems": self.cleanup_problems,
             "scan": self.report.to_json() if self.report else None,
             "blocks": self.blocks.to_json() if self.blocks else None,
@@ -229,6 +231,7 @@ def scan_mounted(
         result.scheme = mounted.table.scheme
         result.partitions = [p.describe() for p in mounted.partitions]
         result.device_problems = mounted.problems()
+        result.device_notes = list(mounted.table.notes)
         roots = [os.fsencode(str(root)) for root in mounted.roots()]
         if roots and not scanner.cancel.is_set():
             report = scanner.scan(roots, on_event, estimate=mounted.estimate)

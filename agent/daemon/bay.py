@@ -354,7 +354,7 @@ class BayWorker(threading.Thread):
             "verdict": verdict,
             "removed_early": self.unplugged,
             "lights_shown": shown,
-            "notes": self.notes,
+            "notes": [*self.notes, *(result.device_notes if result is not None else [])],
             **self.exhibit_field(),
         }
         if result is not None:

@@ -81,6 +81,7 @@ class PartitionSpec:
     corrupt: bool = False
     uuid: str = ""  # ext4 only: a chosen filesystem UUID (sync-stick tokens are bound to it)
     journal_only: dict[str, bytes] = field(default_factory=dict)
+    journal_deletes: tuple[str, ...] = ()  # on disk, deleted in the journal only (a replay removes them)
     prepare: Callable[[Path], None] | None = None
 
     def byte_size(self) -> int:
@@ -118,7 +119,7 @@ def _populate(spec: PartitionSpec, path: Path, staging: Path) -> None:
     elif kind == "ext4":
         chosen = ["-U", spec.uuid] if spec.uuid else []
         run("mkfs.ext4", "-q", "-F", "-L", "evidence", *chosen, "-d", staging, path)
-        if spec.dirty or spec.journal_only or spec.prepare:
+        if spec.dirty or spec.journal_only or spec.journal_deletes or spec.prepare:
             _copy_through_mount(path, "ext4", staging, spec, copy=False)
     elif kind == "ntfs":
         run("mkntfs", "-q", "-F", "-Q", "-L", "EVIDENCE", path)
@@ -169,10 +170,13 @@ def _copy_through_mount(
                 shutil.copytree(staging, mountpoint, dirs_exist_ok=True)
             if spec.prepare is not None:
                 spec.prepare(mountpoint)
-            if spec.journal_only:
+            if spec.journal_only or spec.journal_deletes:
                 os.sync()  # everything before is on disk; what follows reaches only the journal
                 for name, data in spec.journal_only.items():
                     _write_fsynced(mountpoint / name, data)
+                for name in spec.journal_deletes:
+                    (mountpoint / name).unlink()
+                    fsync_folder((mountpoint / name).parent)
                 shutil.copyfile(path, pulled)  # the stick as pulled: mounted, journal not checkpointed
             if spec.dirty:
                 (mountpoint / "written-before-crash.bin").write_bytes(os.urandom(300_000))
@@ -182,7 +186,7 @@ def _copy_through_mount(
             if loop:
                 time.sleep(0.2)  # the FUSE daemon lets go of the loop device as it exits
                 run("losetup", "-d", loop)
-        if spec.journal_only:
+        if spec.journal_only or spec.journal_deletes:
             os.replace(pulled, path)
     finally:
         pulled.unlink(missing_ok=True)

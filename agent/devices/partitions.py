@@ -82,6 +82,7 @@ class PartitionTable:
     sector_size: int = 512
     disk_id: str = ""
     problems: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())  # read soundly, but worth the analyst's eye
 
 
 def logical_sector_size(fd: int) -> int:
@@ -257,6 +258,7 @@ class _Gpt:
     header: _GptHeader | None  # None: damaged, and so is the backup
     problems: tuple[str, ...]
     backup_only: bool = False  # no primary header at all
+    notes: tuple[str, ...] = ()
 
 
 def _find_gpt(read_at: ReadAt, device_size: int, sizes: tuple[int, ...]) -> _Gpt | None:
@@ -276,6 +278,12 @@ def _find_gpt(read_at: ReadAt, device_size: int, sizes: tuple[int, ...]) -> _Gpt
                 if primary == NO_SIGNATURE
                 else f"primary GPT header is damaged ({primary})"
             )
+            if primary == NO_SIGNATURE and read_at(2 * size, len(backup.entries)) == backup.entries:
+                # only the header was wiped, its entry array is the backup's: all it described is read
+                note = f"{why}; read from the backup header (the entry arrays agree)"
+                return _Gpt(last, size, backup, (), True, (note,))
+            if primary == NO_SIGNATURE:
+                why += " and its entry array differs from the backup's"
             return _Gpt(last, size, backup, (f"{why}; used the backup",), primary == NO_SIGNATURE)
         if primary != NO_SIGNATURE:
             return _Gpt(
@@ -313,7 +321,8 @@ def _gpt_table(gpt: _Gpt, entries: list[Entry], device_size: int) -> PartitionTa
             found.problems.append(
                 f"MBR partition {slot} (type 0x{kind:02x}) is not a GPT partition; not read"
             )
-    return PartitionTable("gpt", tuple(found.partitions), size, header.disk_guid, tuple(found.problems))
+    partitions = tuple(found.partitions)
+    return PartitionTable("gpt", partitions, size, header.disk_guid, tuple(found.problems), gpt.notes)
 
 
 def _gpt_header(read_at: ReadAt, lba: int, sector_size: int, device_size: int) -> _GptHeader | str:

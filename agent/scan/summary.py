@@ -105,6 +105,8 @@ def print_device_summary(result: DeviceScanResult, out: TextIO) -> None:
         print(f"  storage {printable(str(storage['description']))}{size}: read over MTP/PTP", file=out)
     for problem in result.device_problems:
         print(f"  not checked: {printable(problem)}", file=out)
+    for note in result.device_notes:
+        print(f"  note: {printable(note)}", file=out)
     for problem in result.cleanup_problems:
         print(f"  cleanup: {printable(problem)}", file=out)
     if result.report is not None:

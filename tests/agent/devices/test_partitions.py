@@ -406,7 +406,17 @@ def test_gpt_with_its_primary_header_zeroed_is_read_from_the_backup(tmp_path: Pa
     table = read_partition_table(reader(disk), len(disk))
     assert table.scheme == "gpt"
     assert agent_partitions(table) == expected
-    assert table.problems == ("primary GPT header missing; used the backup",)
+    assert table.problems == ()  # the primary entry array is intact and agrees: everything is read
+    assert table.notes == (
+        "primary GPT header missing; read from the backup header (the entry arrays agree)",
+    )
+    disk = bytearray(disk)
+    disk[2 * 512 + 200] ^= 0x01  # the primary array no longer agrees: what it described is unknown
+    table = read_partition_table(reader(bytes(disk)), len(disk))
+    assert agent_partitions(table) == expected
+    assert table.problems == (
+        "primary GPT header missing and its entry array differs from the backup's; used the backup",
+    )
 
 
 @needs_sfdisk
