@@ -44,6 +44,8 @@ from agent.lights.bay import BayLights, LightsBackend, LightsTicker
 from agent.lights.button import KIOSK_BUTTON, AckButton
 from agent.lights.signals import Signal
 from agent.phones.camera import FoundPhone, PhoneBackend, PhoneGone, PhoneSession
+from agent.scan.plan import ScanPlan
+from filters.errors import FieldtriageError
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +316,10 @@ class Daemon:
     def _fault(self) -> str | None:
         if not self.filters.filters:
             return "no valid filter: " + ("; ".join(self.filters.problems) or "none loaded")
+        try:  # quick mode with filters that have no sample set could check nothing
+            ScanPlan.build(self.filters.filters, self.config.scan.mode)  # type: ignore[arg-type]
+        except FieldtriageError as err:
+            return f'scan.mode = {self.config.scan.mode!r}: {err.reason}; use "auto"'
         return self.journal_health()
 
     def _reap_and_idle(self, now: float) -> None:

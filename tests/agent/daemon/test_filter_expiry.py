@@ -46,7 +46,9 @@ def wait(condition: Callable[[], bool], seconds: float = 15) -> None:
         time.sleep(0.02)
 
 
-def run_kiosk(tmp_path: Path, expires: int, filters: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_kiosk(
+    tmp_path: Path, expires: int, filters: dict[str, Any] | None = None, scan: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Start the daemon with one filter expiring at ``expires``; the idle signal and the status."""
     for name in ("filters", "trust", "run", "journal"):
         (tmp_path / name).mkdir()
@@ -63,6 +65,8 @@ def run_kiosk(tmp_path: Path, expires: int, filters: dict[str, Any] | None = Non
     }
     if filters is not None:
         raw["filters"] = filters
+    if scan is not None:
+        raw["scan"] = scan
     config = parse_config(raw, "test.toml")
     source = FakeDeviceSource()
     daemon = Daemon(
@@ -106,3 +110,14 @@ def test_a_filter_outside_the_warning_days_is_plain_ready(tmp_path: Path) -> Non
     (entry,) = seen["status"]["filters"]
     assert (entry["expires_in_days"], entry["expiring_soon"]) == (3, False)
     assert seen["status"]["filter_warnings"] == []
+
+
+def test_quick_mode_with_no_sample_set_in_any_filter_is_a_fault(tmp_path: Path) -> None:
+    """``scan.mode = "quick"`` consults only sample sets: with filters of whole-file digests alone
+    (a VICS import) it could check nothing, so the kiosk is in fault and says why (it used to
+    light "could not check" per device, with a traceback in the log, and refuse its sync sticks)."""
+    seen = run_kiosk(tmp_path, int(time.time()) + 90 * SECONDS_PER_DAY, scan={"mode": "quick"})
+    assert seen["signal"] == "fault"
+    assert seen["status"]["fault"] == (
+        "scan.mode = 'quick': quick mode needs a sample set, and no loaded filter has one; use \"auto\""
+    )
