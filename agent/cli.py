@@ -36,7 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     journal_cli.register(subparsers)
     station_cli.register(subparsers)
     demo.register(subparsers)
+    purpose_lines(parser)
     return parser
+
+
+def purpose_lines(parser: argparse.ArgumentParser) -> None:
+    """Every command's own ``--help`` opens with the purpose line its parent lists for it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            listed = {a.dest: a.help for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                if sub.description is None and listed.get(name):
+                    sub.description = str(listed[name])
+                purpose_lines(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

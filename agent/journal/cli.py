@@ -12,10 +12,19 @@ from agent.journal.tail import segment_files
 from filters.errors import JournalError, printable
 
 DEFAULT_JOURNAL = Path("/var/lib/fieldtriage/journal")
+EXAMPLES = """examples:
+  fieldtriage journal status                     # segments, sizes, what the station has not had yet
+  fieldtriage journal export /media/stick        # copy those segments by hand, each with its seal
+"""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("journal", help="the kiosk's encrypted journal: export, status")
+    parser = subparsers.add_parser(
+        "journal",
+        help="the kiosk's encrypted journal: export, status",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="journal_command", required=True, metavar="COMMAND")
     export = commands.add_parser("export", help="copy unsynced segments to a folder (e.g. a stick)")
     export.add_argument("target", type=Path, metavar="FOLDER", help="where the encrypted segments are copied")

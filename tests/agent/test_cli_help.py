@@ -19,6 +19,8 @@ def walk(parser: argparse.ArgumentParser, path: list[str]) -> list[str]:
             for name, sub in action.choices.items():
                 if name not in helped:
                     missing.append(f"{' '.join([*path, name])}: no purpose line")
+                if not sub.description:
+                    missing.append(f"{' '.join([*path, name])} --help: no purpose line")
                 missing += walk(sub, [*path, name])
         elif action.help is None and action.dest != "help":
             missing.append(f"{' '.join(path)} {'/'.join(action.option_strings) or action.dest}: no help")
@@ -29,7 +31,7 @@ def test_every_command_and_option_is_explained() -> None:
     assert walk(build_parser(), ["fieldtriage"]) == []
 
 
-@pytest.mark.parametrize("command", ["filter", "scan", "agent", "devices", "station"])
+@pytest.mark.parametrize("command", ["filter", "scan", "agent", "devices", "station", "journal"])
 def test_the_main_commands_show_examples(command: str) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "agent.cli", command, "--help"], capture_output=True, text=True, check=True
