@@ -20,7 +20,14 @@ from filters.keys import key_id
 from station.findings import SEVERITY_ORDER
 from station.home import StationHome
 from station.importer import import_sources, kept_aside_segments
-from station.kiosks import enroll_kiosk, kiosk_overview, read_enrollment, resolve_kiosk, retire_kiosk
+from station.kiosks import (
+    enroll_kiosk,
+    kiosk_labels,
+    kiosk_overview,
+    read_enrollment,
+    resolve_kiosk,
+    retire_kiosk,
+)
 from station.report import csv_report, json_report, report_reviews, write_html_report
 from station.review_cli import add_commands as add_review_commands
 from station.scans import Scan, filter_label, load_scans
@@ -75,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     report.add_argument("-o", "--output", type=Path, help="folder (html) or file (csv, json; default stdout)")
     report.add_argument("--since", type=parse_date, help="scans started at or after (YYYY-MM-DD or ISO 8601)")
     report.add_argument("--device", help="only devices whose vendor, model or serial contains this")
-    report.add_argument("--kiosk", help="only kiosks whose id starts with this")
+    report.add_argument("--kiosk", help="only this kiosk: its enrolled name, or the start of its id")
     report.set_defaults(handler=cmd_report)
 
     vics = commands.add_parser("export-vics", parents=[common], help="a scan's hits as a VICS 2.0 case file")
@@ -182,9 +189,17 @@ def _open_existing(args: argparse.Namespace) -> Store:
     return Store.open(StationHome(args.home).database_path, create=False)
 
 
+def _kiosk_prefix(wanted: str | None, store: Store) -> str | None:
+    """``--kiosk``: a kiosk's enrolled name (any case) stands for its id; anything else is an id prefix."""
+    if wanted is None:
+        return None
+    named = [k for k, label in kiosk_labels(store).items() if label.casefold() == wanted.casefold()]
+    return named[0] if len(named) == 1 else wanted
+
+
 def _selected_scans(args: argparse.Namespace, store: Store) -> list[Scan]:
     since = args.since * 1_000_000_000 if args.since is not None else None
-    scans = load_scans(store, since_ns=since, kiosk_prefix=args.kiosk)
+    scans = load_scans(store, since_ns=since, kiosk_prefix=_kiosk_prefix(args.kiosk, store))
     if args.device:
         needle = args.device.lower()
         scans = [s for s in scans if needle in s.device_label().lower()]
@@ -205,14 +220,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.format == "html":
         if args.output is None:
             raise UsageError("--output", "an HTML report needs an output folder")
-        written = write_html_report(args.output, scans, _findings(store), store, kiosk_prefix=args.kiosk)
+        written = write_html_report(
+            args.output, scans, _findings(store), store, kiosk_prefix=_kiosk_prefix(args.kiosk, store)
+        )
         print(f"{len(scans)} scans: {printable(str(written[0]))}")
         return 0
-    reviews = report_reviews(store)
+    reviews, labels = report_reviews(store), kiosk_labels(store)
     if args.format == "csv":
-        text = csv_report(scans, reviews)
+        text = csv_report(scans, reviews, labels)
     else:
-        text = json_report(scans, _findings(store), reviews) + "\n"
+        text = json_report(scans, _findings(store), reviews, labels) + "\n"
     _emit(text, args.output)
     return 0
 

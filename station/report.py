@@ -51,6 +51,7 @@ from station.store import Store, body_from_json
 
 CSV_COLUMNS = (
     "kiosk",
+    "kiosk_name",
     "scan_id",
     "started",
     "finished",
@@ -1223,7 +1224,12 @@ def write_html_report(
 # -- CSV and JSON ---------------------------------------------------------------------------------
 
 
-def csv_report(scans: Sequence[Scan], reviews: Mapping[HitKey, Sequence[Review]] | None = None) -> str:
+def csv_report(
+    scans: Sequence[Scan],
+    reviews: Mapping[HitKey, Sequence[Review]] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """One row per scan; ``labels``: kiosk id -> its enrolled name (``station.kiosks.kiosk_labels``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
@@ -1234,6 +1240,7 @@ def csv_report(scans: Sequence[Scan], reviews: Mapping[HitKey, Sequence[Review]]
                 cell(v)
                 for v in (
                     s.kiosk,
+                    (labels or {}).get(s.kiosk, ""),
                     s.scan_id,
                     iso_text(s.started_ns),
                     iso_text(s.finished_ns),
@@ -1253,7 +1260,11 @@ def csv_report(scans: Sequence[Scan], reviews: Mapping[HitKey, Sequence[Review]]
     return buffer.getvalue()
 
 
-def scan_json(scan: Scan, reviews: Mapping[HitKey, Sequence[Review]] | None = None) -> dict[str, Any]:
+def scan_json(
+    scan: Scan,
+    reviews: Mapping[HitKey, Sequence[Review]] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """``Scan.to_json()``, with times out of any calendar left out (and said so) instead of raising."""
     bad = [
         name
@@ -1266,6 +1277,7 @@ def scan_json(scan: Scan, reviews: Mapping[HitKey, Sequence[Review]] | None = No
         finished_ns=None if "finished_ns" in bad else scan.finished_ns,
     )
     out = shown.to_json()
+    out["kiosk_name"] = (labels or {}).get(scan.kiosk, "")
     out["reviews"] = [
         {**history[-1].to_json(), "earlier": len(history) - 1}
         for index in range(len(scan.hits))
@@ -1280,9 +1292,10 @@ def json_report(
     scans: Sequence[Scan],
     findings: Sequence[tuple[str, ...]],
     reviews: Mapping[HitKey, Sequence[Review]] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> str:
     document = {
-        "scans": [scan_json(s, reviews) for s in scans],
+        "scans": [scan_json(s, reviews, labels) for s in scans],
         "findings": [
             dict(zip(("severity", "kiosk", "segment", "record", "message"), f, strict=True)) for f in findings
         ],

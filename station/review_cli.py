@@ -22,6 +22,7 @@ from typing import Any
 
 from filters.errors import StationError, UsageError, printable
 from station.home import StationHome
+from station.kiosks import kiosk_labels
 from station.review import (
     NOT_REVIEWED,
     STATES,
@@ -113,7 +114,7 @@ def _state(review: Review | None) -> str:
     return review.label + (" (excluded at kiosks)" if review.exclude else "")
 
 
-def _hit_line(ref: HitRef, review: Review | None) -> str:
+def _hit_line(ref: HitRef, review: Review | None, labels: dict[str, str]) -> str:
     hit = ref.hit
     digests = hit_digests(hit)
     kind = next((k for k in ("sha256", "blake3", "sha1", "md5") if k in digests), None)
@@ -127,7 +128,8 @@ def _hit_line(ref: HitRef, review: Review | None) -> str:
         f"{printable(ref.scan.key)} hit {ref.index}: {_state(review)}\n"
         f"    {printable(ref.path)}  ({hit.get('size')} bytes; {printable(categories) or 'no category'}; "
         f"{how}{priority})\n"
-        f"    {printable(ref.scan.device_label())}  {strong}"
+        f"    {printable(ref.scan.device_label())} at {labels.get(ref.scan.kiosk, 'a kiosk not enrolled')}"
+        f"  {strong}"
     )
     if review is not None:
         note = printable(review.note)
@@ -146,19 +148,21 @@ def cmd_review_list(args: argparse.Namespace) -> int:
         for ref in all_hits(scans)
         if args.all or ref.key not in latest or latest[ref.key].state == "needs_review"
     ]
+    labels = kiosk_labels(store)
     if args.json:
-        print(json.dumps([_hit_json(ref, review) for ref, review in shown], indent=2))
+        print(json.dumps([_hit_json(ref, review, labels) for ref, review in shown], indent=2))
         return 0
     for ref, review in shown:
-        print(_hit_line(ref, review))
+        print(_hit_line(ref, review, labels))
     total = sum(len(s.hits) for s in scans)
     print(f"{len(shown)} of {total} hits shown" + ("" if args.all else " (needing review; --all: every hit)"))
     return 0
 
 
-def _hit_json(ref: HitRef, review: Review | None) -> dict[str, Any]:
+def _hit_json(ref: HitRef, review: Review | None, labels: dict[str, str]) -> dict[str, Any]:
     return {
         "kiosk": ref.scan.kiosk,
+        "kiosk_name": labels.get(ref.scan.kiosk, ""),
         "scan_id": ref.scan.scan_id,
         "hit": ref.index,
         "path": ref.path,
@@ -213,10 +217,12 @@ def cmd_review_history(args: argparse.Namespace) -> int:
         out = [r.to_json() | {"before": b.state if b else None} for r, b in rows]
         print(json.dumps(out, indent=2))
         return 0
+    labels = kiosk_labels(store)
     for review, before in rows:
         print(
             f"#{review.review_id} {review.reviewed} {printable(review.analyst)}: "
             f"{printable(review.kiosk_id)}:{printable(review.scan_id)} hit {review.hit_index} "
+            f"({labels.get(review.kiosk_id, 'a kiosk not enrolled')}) "
             f"{_state(before)} -> {_state(review)}\n"
             f"    {printable(review.path)}" + (f"\n    note: {printable(review.note)}" if review.note else "")
         )
@@ -246,10 +252,11 @@ def cmd_review_exclusions(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {printable(note)}")
     print(f"{len(candidates)} exclusions for the next sync stick")
+    labels = kiosk_labels(store)
     for kiosk, list_id in sorted(carried.items()):
         known = lists.get(list_id or "")
         held = f"list {list_id} ({len(known[1])} exclusions)" if known else (list_id or "no list")
-        print(f"kiosk {printable(kiosk)} carries {printable(held)}")
+        print(f"{labels.get(kiosk, 'kiosk')} ({printable(kiosk)}) carries {printable(held)}")
     return 0
 
 
