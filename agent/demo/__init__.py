@@ -3,7 +3,10 @@
 First the filter: a provider key, stand-in "known material" (generated pictures), a signed filter
 built from it, and a folder checked against it file by file. Then the kiosk (``agent.demo.kiosk``,
 root): the real daemon takes three demo devices from udev, mounts them read-only and lights its bay
-in the terminal; its encrypted journal goes to a demo station, which reports. All data is synthetic.
+in the terminal; a sync stick takes its encrypted journal to a demo station (``agent.demo.station``),
+which imports, reports, reviews the hits and shares a filter of the confirmed finds; the stick brings
+that filter and the exclusion of the false positive back to the kiosk, which scans the phone again.
+All data is synthetic.
 """
 
 from __future__ import annotations
