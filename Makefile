@@ -6,9 +6,10 @@ PACKAGES := agent filters station
 # udev for hotplug; util-linux/fdisk/e2fsprogs/dosfstools/mtools/exfatprogs/ntfs-3g/xfsprogs/btrfs-progs/
 # genisoimage/cryptsetup-bin build and read test images; exfat-fuse/fusefat/fuseiso/ntfs-3g are the FUSE
 # drivers for what this kernel lacks; xmount is the copy-on-write layer that journals are replayed onto
-# where the kernel has no device-mapper snapshot; b3sum is compared against in tests.
+# where the kernel has no device-mapper snapshot; b3sum is compared against in tests; chromium renders
+# the station's pages in tests (DOM, 800 px, screenshot, print to PDF).
 APT_PACKAGES := udev util-linux fdisk e2fsprogs dosfstools mtools exfatprogs exfat-fuse ntfs-3g \
-	fusefat fuseiso xfsprogs btrfs-progs genisoimage xmount cryptsetup-bin b3sum
+	fusefat fuseiso xfsprogs btrfs-progs genisoimage xmount cryptsetup-bin b3sum chromium
 
 .PHONY: demo test lint typecheck unit bench deps udevd venv clean image system-test image-deps
 
