@@ -55,7 +55,7 @@ VERDICT_WORDS = {
     "no_match": "NO MATCH (green)",
     "incomplete": "COULD NOT CHECK (amber)",
 }
-SYNC_WORDS = {"synced": "SYNC DONE (amber, 2 short flashes)", "sync failed": "SYNC FAILED (fault)"}
+SYNC_WORDS = {"synced": "SYNC DONE (green, 2 short flashes)", "sync failed": "SYNC FAILED (fault)"}
 PHONE = "phone with 2 known pictures among 100 files (GPT, FAT)"
 
 
