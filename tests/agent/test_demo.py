@@ -109,3 +109,10 @@ def test_kiosk_demo_end_to_end(tmp_path: Path) -> None:
     index, kiosks = (pages / "index.html").read_text(), (pages / "kiosks.html").read_text()
     assert "demo kiosk, bay 1" in kiosks and "confirmed finds" in kiosks
     assert len(list(pages.glob("scan-*.html"))) == 4 and "demo kiosk, bay 1" in index
+    # the filters as the kiosk journaled them: provider, build date and expiry on the scan page
+    second_page = next(
+        p.read_text() for p in pages.glob("scan-*.html") if "confirmed-finds.ftf" in p.read_text()
+    )
+    text = " ".join(re.sub(r"<[^>]+>", " ", second_page).split())
+    assert "Provider demo unit" in text and re.search(r"Built 20\d\d-\d\d-\d\dT", text), text[:3000]
+    assert re.search(r"Expires 20\d\d-\d\d-\d\dT", text), text[:3000]
