@@ -64,7 +64,8 @@ def accelerator(image: Path) -> str:
 
 @dataclass
 class Lab:
-    """The session's station, provider key, filter and the known pictures it holds."""
+    """The session's station, provider key, filter and the known pictures it holds: ``known`` in
+    a priority set, ``flagged`` in a set of the other class (a match, not a priority match)."""
 
     folder: Path
     station: StationHome
@@ -72,6 +73,7 @@ class Lab:
     provider_public: Path
     filter_path: Path
     known: dict[str, bytes]
+    flagged: dict[str, bytes]
 
 
 @pytest.fixture(scope="session")
@@ -86,9 +88,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
         (folder / name).write_bytes(data)
         for kind, digest in digest_path(folder / name, ["sample", "blake3"]).items():
             builder.add(DigestEntry(kind, digest, "known", "priority", from_content=True))
+    flagged = {"flagged_0.jpg": generated_picture(random.Random(2000), 320, 240)}
+    for name, data in flagged.items():
+        (folder / name).write_bytes(data)
+        for kind, digest in digest_path(folder / name, ["sample", "blake3"]).items():
+            builder.add(DigestEntry(kind, digest, "flagged", "other", from_content=True))
     filter_path = folder / "system-test.ftf"
     write_filter(filter_path, builder.build_unsigned(), load_private_key(key))
-    return Lab(folder, station, key, public, filter_path, known)
+    return Lab(folder, station, key, public, filter_path, known, flagged)
 
 
 @pytest.fixture(scope="session")

@@ -308,6 +308,15 @@ class Guest:
             history.append((float(moment), {int(k): int(v) for k, v in (p.split("=") for p in pairs)}))
         return history
 
+    def recorder_state(self) -> str:
+        """What the GPIO recorder is doing, for a failure message: is it running, its last lines
+        and log size, and the guest's clock beside them."""
+        return self.sh(
+            "systemctl is-active fieldtriage-test-lights; journalctl -u fieldtriage-test-lights -n 8 -q"
+            " --no-pager; wc -c /run/fieldtriage-test/lights.log; tail -n 2 /run/fieldtriage-test/lights.log;"
+            " cat /proc/uptime"
+        ).out
+
     def bay_lights(self, bay: str) -> list[tuple[float, tuple[int, int, int]]]:
         """The (red, amber, green) levels of one bay at each change."""
         lines = BAY_LINES[bay]

@@ -63,7 +63,10 @@ def phone_verdict(guest: Guest, tree: PhoneTree, bay: str = "front", port: int =
         state = guest.wait(lambda: settled_light(guest, bay, since), SCAN_TIMEOUT, f"a verdict in bay {bay}")
     except GuestError as err:  # what the bay showed instead (a phone re-enumerating after a stall?)
         lights = [(round(t - since, 1), s) for t, s in guest.bay_lights(bay) if t >= since - 1]
-        raise AssertionError(f"{err}\nbay {bay}: {guest.bay(bay)}\nlights since the plug: {lights}") from None
+        raise AssertionError(
+            f"{err}\nbay {bay}: {guest.bay(bay)}\nlights since the plug: {lights}\n"
+            f"light recorder: {guest.recorder_state()}"
+        ) from None
     return phone, state
 
 

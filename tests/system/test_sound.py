@@ -6,8 +6,11 @@ as an input with its pull-up through lgpio, sees as a falling edge; then up agai
 
 A priority match sounds its alarm over and over (bursts of quick beeps), until the button is
 pressed: then the buzzer is silent and the red light stays, the status file says so, the agent logs
-it; or until the device is pulled. A clean device ends with one short beep, a device that cannot be
-checked with a long and a short beep, three times. The status file names the kiosk."""
+it; or until the device is pulled. A match (a set of the other class) blinks red and beeps twice
+slowly every 6 s, until the button is pressed. A clean device ends with one short beep, a device
+that cannot be checked with a long and a short beep, three times. The status file names the kiosk.
+(The fault's one long beep is not heard here: a fault would need the kiosk without its filter or
+journal; tests/agent/lights/test_sound.py checks it.)"""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from agent.demo.images import PartitionSpec, make_disk_image
 
 from .conftest import Lab
 from .guest import Guest
-from .test_appliance import VERDICT_LIGHTS, scan_verdict, uptime
+from .test_appliance import SCAN_TIMEOUT, VERDICT_LIGHTS, scan_verdict, uptime
 
 BUZZER, BUTTON, RED = 18, 26, 17  # the front bay's (BCM lines)
 SIM = "/sys/devices/platform/$(cat /run/fieldtriage-test/device)/$(cat /run/fieldtriage-test/chip)"
@@ -162,4 +165,39 @@ def test_could_not_check_sounds_long_short_three_times(kiosk: Guest, tmp_path: P
     # may run a pair's two together, or miss a short one); each pair starts with the long one
     assert len(long) == 3 and len(heard) - len(long) >= 2 and len(heard) <= 6 and heard[0][1] > 0.4, heard
     assert 5.0 < long[2] - long[0] < 7.0 and heard[-1][0] < verdict + 9.5, heard
+    kiosk.unplug(stick)
+
+
+def test_a_match_blinks_red_and_beeps_twice_slowly_until_the_button(
+    kiosk: Guest, lab: Lab, tmp_path: Path
+) -> None:
+    files = {"Download/IMG_0007.JPG": lab.flagged["flagged_0.jpg"], "Download/notes.bin": os.urandom(30_000)}
+    image = make_disk_image(tmp_path / "match.img", "dos", [PartitionSpec("vfat", files)])
+    since = uptime(kiosk)
+    stick = kiosk.plug(image, 1)
+    kiosk.wait(
+        lambda: kiosk.bay("front")["verdict"] == "match" and kiosk.bay("front")["phase"] == "done",
+        SCAN_TIMEOUT,
+        "a match in bay front",
+    )
+    verdict = min(t for t, level in line(kiosk, RED) if t >= since and level)  # scanning is amber only
+    kiosk.wait(lambda: uptime(kiosk) > verdict + 6.5, 30, "6.5 s of the match")
+    heard = beeps(kiosk, verdict - 0.2, verdict + 5.5)
+    # 2 beeps of 0.4 s, 0.8 s apart, then silence until 6 s (a loaded guest may stretch a beep)
+    assert len(heard) == 2 and all(0.25 < length < 0.8 for _, length in heard), heard
+    assert 0.5 < heard[1][0] - heard[0][0] < 1.2, heard
+    assert beeps(kiosk, verdict + 5.5, verdict + 6.4), "the pair again after 6 s"
+    reds = [t for t, level in line(kiosk, RED) if verdict <= t <= verdict + 6.5]
+    assert len(reds) >= 5, f"red blinks (1 s on, 1 s off): {reds}"
+    assert VERDICT_LIGHTS["priority_match"] not in [
+        s for t, s in kiosk.bay_lights("front") if t >= since and t < verdict - 0.1
+    ], "a match is not a priority match while it scans"
+
+    press_button(kiosk)
+    kiosk.wait(lambda: kiosk.bay("front")["silenced"], 20, "the match's beeps silenced")
+    seen = uptime(kiosk)
+    kiosk.wait(lambda: uptime(kiosk) > seen + 7.0, 30, "7 s after the press")
+    assert beeps(kiosk, seen) == [], beeps(kiosk, seen)
+    assert [t for t, level in line(kiosk, RED) if t > seen], "the red light still blinks"
+    assert kiosk.bay("front")["verdict"] == "match"
     kiosk.unplug(stick)
