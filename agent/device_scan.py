@@ -142,6 +142,7 @@ def sample_blocks(
     settings: BlockSettings,
     report: ScanReport | None,
     on_hit: Callable[[BlockHit], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> BlockSampleResult:
     """The block sample of ``mounted``'s raw device, read through its read-only descriptor, with
     the filters of ``scanner``; a sample that cannot run says why (never raises)."""
@@ -172,7 +173,7 @@ def sample_blocks(
     try:
         regions = regions_of(mounted.size, parts, quiet)
         filters = [p.contraband for p in scanner.plan.filters]
-        return sample_device(read_at, regions, filters, settings, scanner.cancel, on_hit)
+        return sample_device(read_at, regions, filters, settings, scanner.cancel, on_hit, on_progress)
     except Exception as err:  # a bug must not take the file scan's verdict with it
         return BlockSampleResult(settings, skipped=f"internal error: {type(err).__name__}: {err}")
     finally:
@@ -203,6 +204,7 @@ def scan_device(
     on_event: Callable[[ScanEvent], None] | None = None,
     blocks: BlockSettings | None = None,
     on_block_hit: Callable[[BlockHit], None] | None = None,
+    on_block_progress: Callable[[int, int], None] | None = None,
 ) -> DeviceScanResult:
     """Mount, scan and unmount ``source``; never raises for what a device can do to us."""
     try:
@@ -210,7 +212,13 @@ def scan_device(
     except FieldtriageError as err:
         return DeviceScanResult(source, "incomplete", identity, device_problems=[str(err)])
     return scan_mounted(
-        mounted, scanner, identity=identity, on_event=on_event, blocks=blocks, on_block_hit=on_block_hit
+        mounted,
+        scanner,
+        identity=identity,
+        on_event=on_event,
+        blocks=blocks,
+        on_block_hit=on_block_hit,
+        on_block_progress=on_block_progress,
     )
 
 
@@ -222,6 +230,7 @@ def scan_mounted(
     on_event: Callable[[ScanEvent], None] | None = None,
     blocks: BlockSettings | None = None,
     on_block_hit: Callable[[BlockHit], None] | None = None,
+    on_block_progress: Callable[[int, int], None] | None = None,
 ) -> DeviceScanResult:
     """Scan every mounted partition of ``mounted``, then (with ``blocks``) sample its raw device,
     then close it (unmount, detach)."""
@@ -237,7 +246,9 @@ def scan_mounted(
             report = scanner.scan(roots, on_event, estimate=mounted.estimate)
             result.report = relative_to(report, os.fsencode(str(mounted.folder)) + b"/")
         if blocks is not None:
-            result.blocks = sample_blocks(mounted, scanner, blocks, result.report, on_block_hit)
+            result.blocks = sample_blocks(
+                mounted, scanner, blocks, result.report, on_block_hit, on_block_progress
+            )
     finally:
         mounted.close()
         result.cleanup_problems = list(mounted.cleanup_problems)

@@ -147,6 +147,8 @@ class BayWorker(threading.Thread):
         self.result: DeviceScanResult | None = None
         self.journal_error: str | None = None
         self._shown_from = len(bay.lights.shown)
+        self._files_fraction: float | None = None  # of the file scan alone
+        self._sampling = False  # the block sample follows the files: each is half of the bay's progress
 
     def run(self) -> None:
         bay = self.bay
@@ -235,6 +237,7 @@ class BayWorker(threading.Thread):
         self.bay.phase = "scanning"
         self.on_change()
         if self.blocks is not None and any(f.block_sets for f in self.filters):
+            self._sampling = True
             self.result = scan_mounted(
                 mounted,
                 scanner,
@@ -242,6 +245,7 @@ class BayWorker(threading.Thread):
                 on_event=self._on_event,
                 blocks=self.blocks,
                 on_block_hit=self._on_block_hit,
+                on_block_progress=self._on_block_progress,
             )
             return self.result.verdict
         self.result = scan_mounted(mounted, scanner, identity=self.identity, on_event=self._on_event)
@@ -311,9 +315,21 @@ class BayWorker(threading.Thread):
             self.on_change()
         elif isinstance(event, ScanProgress):
             # from the first second (the totals estimated at mount), never going back
-            bay.progress = fraction_done(event, bay.progress)
+            self._files_fraction = fraction_done(event, self._files_fraction)
+            shown = self._files_fraction
+            bay.progress = shown / 2 if shown is not None and self._sampling else shown
             signal = Signal.SCANNING_PRIORITY if bay.priority_hits else Signal.SCANNING
             bay.lights.show(signal, bay.progress)
+
+    def _on_block_progress(self, sampled: int, planned: int) -> None:
+        """The block sample after the files: the second half of the bay's progress."""
+        bay = self.bay
+        bay.phase = "sampling blocks"
+        fraction = 0.5 + 0.5 * min(1.0, sampled / planned) if planned else 1.0
+        bay.progress = max(fraction, bay.progress or 0.0)
+        signal = Signal.SCANNING_PRIORITY if bay.priority_hits else Signal.SCANNING
+        bay.lights.show(signal, bay.progress)
+        self.on_change()
 
     def _on_block_hit(self, hit: BlockHit) -> None:
         """A known block in the raw device: a hit like a file's, red at once when priority."""

@@ -536,3 +536,25 @@ def test_the_bay_lights_red_for_a_known_block_and_journals_the_sample(
     assert record["blocks"]["hits"] == len(record["block_hits"]) == bay.hits == bay.priority_hits
     assert record["statement"].startswith("priority match:")
     assert lights.shown[:2] == ["scanning", "scanning_priority_hit"] and lights.shown[-1] == "priority_match"
+
+
+@pytest.mark.root
+def test_the_bay_shows_the_block_sample_as_the_second_half_of_its_progress(
+    tmp_path: Path, lab: dict[str, Any]
+) -> None:
+    """The files are the first half of the bay's progress and the sample the second, so the light
+    does not sit at "almost done" while the sample runs; the status says "sampling blocks"."""
+    image = fat_with_deleted(tmp_path, os.urandom(300_000))  # nothing known: the whole sample runs
+    identity = DeviceIdentity(str(image), "/devices/test/img", "img", image.stat().st_size)
+    bay = Bay(BayConfig("front", red=17, amber=27, green=22), BayLights("front", RecordingLights()))
+    seen: list[tuple[str, float | None]] = []
+    blocks = BlocksConfig(target_mib=0.25, confidence=0.999)
+    BayWorker(bay, identity, Mounter(tmp_path / "run"), [lab["contraband"]], ScanConfig(), ListJournal(),
+              on_change=lambda: seen.append((bay.phase, bay.progress)), blocks=blocks).run()  # fmt: skip
+    assert bay.verdict == "no_match"
+    files = [p for phase, p in seen if phase == "scanning" and p is not None]
+    sampling = [p for phase, p in seen if phase == "sampling blocks"]
+    assert sampling and all(p is not None and 0.5 <= p <= 1.0 for p in sampling), seen
+    assert sampling[-1] == 1.0 and all(p <= 0.5 for p in files), seen
+    shown = [p for _, p in seen if p is not None]
+    assert shown == sorted(shown), "never going back"
