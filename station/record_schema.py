@@ -75,6 +75,13 @@ def number(value: object, where: str) -> str | None:
     return None
 
 
+def fraction(value: object, where: str) -> str | None:
+    """A probability: a finite number from 0 to 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        return _say(where, value, "a number from 0 to 1")
+    return None
+
+
 def real(value: object, where: str) -> str | None:
     return None if isinstance(value, float) else _say(where, value, "a floating-point number")
 
@@ -326,6 +333,60 @@ STORAGE = mapping(
         **dict.fromkeys(("storage_id", "capacity", "free"), optional_int),
     }
 )
+BLOCK_REGION = mapping(  # a region of the device the block sample read on one grid (agent/scan/blocks.py)
+    {
+        "label": text,
+        "partition": optional_int,
+        **dict.fromkeys(("start", "size", "unit", "origin", "windows_per_unit", "units"), integer()),
+        "fs": optional_text,
+        "files": text,
+    }
+)
+BLOCK_SAMPLE = mapping(  # the scan record's ``blocks``: docs/report.md, "Block sample"
+    {
+        **dict.fromkeys(("skipped", "stopped"), optional_text),
+        **dict.fromkeys(
+            (
+                "target_bytes",
+                "subsample",
+                "block_sets",
+                "items",
+                "dense_items",
+                "units",
+                "hit_units_at_target",
+                "planned",
+                "sampled",
+                "counted",
+                "windows_looked_up",
+                "blank",
+                "read_errors",
+                "bytes_read",
+                "hits",
+                "priority_hits",
+                "hits_not_listed",
+            ),
+            integer(),
+        ),
+        "seed": integer(0, CBOR_INT_MAX),  # 8 random bytes: up to 2**64 - 1
+        "confidence_target": fraction,
+        "probability": nullable(fraction),
+        **dict.fromkeys(("time_budget_s", "seconds"), number),
+        "size_at_confidence": optional_int,
+        **dict.fromkeys(("statement", "short"), text),
+        "hits_by_set": dict_of(integer()),
+        "regions": list_of(BLOCK_REGION),
+    }
+)
+BLOCK_HIT = mapping(
+    {
+        "offset": integer(),
+        "region": text,
+        "partition": optional_int,
+        **dict.fromkeys(("filter_id", "filter_name", "category", "priority", "digest"), optional_text),
+        "set": optional_int,
+    },
+    required=("offset",),
+)
 SCAN_FIELDS: dict[str, Check] = {
     "bay": optional_text,
     "device": DEVICE,
@@ -346,6 +407,9 @@ SCAN_FIELDS: dict[str, Check] = {
     "cleanup_problems": texts,
     "scan": nullable(SCAN_REPORT),
     "report": nullable(SCAN_REPORT),
+    "blocks": nullable(BLOCK_SAMPLE),
+    "block_hits": list_of(BLOCK_HIT),
+    "statement": text,
 }
 BY_TYPE: dict[str, Check] = {
     "scan": mapping(SCAN_FIELDS),

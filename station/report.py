@@ -4,7 +4,8 @@ HTML: ``index.html`` (every scan), ``kiosks.html`` (scans per kiosk, verdict cou
 filters carried, alarms) and one page per scan, rendered from the Jinja2 templates in
 ``station/templates/`` with autoescaping. A scan page reads, in order: the summary (verdict in the
 words the lights use, the device, kiosk and bay, exhibit and officer, times, the clock), what was
-checked, the filters used and the hits. docs/report.md ("The station's pages") describes them.
+checked, the block sample (``station.blocks_view``), the filters used, the hits and the known blocks
+found. docs/report.md ("The station's pages") describes them.
 
 Everything shown comes from seized media or from a journal record and is hostile: this module turns
 every value into words or numbers first (``text``: never a raw ``True``, dict or verdict code; never
@@ -61,6 +62,7 @@ CSV_COLUMNS = (
     "verdict",
     "hits",
     "priority_hits",
+    "block_hits",
     "errors",
     "skipped",
     "lights",
@@ -928,9 +930,16 @@ def scan_view(scan: Scan, records: Sequence[StoredRecord], context: ReportContex
     counts = _dict(report.get("counts")) or scan.counts
     skipped = _dicts(report.get("skipped")) if report else scan.skipped
     errors = _dicts(report.get("errors")) if report else [e for e in scan.errors if e.get("code") != "device"]
+    from station.blocks_view import block_sample_view  # its own module; it uses this one's helpers
+
+    blocks = block_sample_view(scan, record)
+    verdict = verdict_view(scan.verdict, is_empty(scan.verdict, counts, record))
+    if blocks["meaning"]:  # red or amber from known blocks alone: no file matched
+        verdict["meaning"] = blocks["meaning"]
     return {
         "title": f"{VERDICT_WORDS.get(scan.verdict, 'scan')}: {device_label(device)}",
-        "verdict": verdict_view(scan.verdict, is_empty(scan.verdict, counts, record)),
+        "verdict": verdict,
+        "blocks": blocks,
         "summary": summary,
         "clock": clock_words,
         "started_iso": iso_text(scan.started_ns),
@@ -979,6 +988,7 @@ def scan_row(scan: Scan, context: ReportContext) -> dict[str, str]:
         "note": EMPTY_WORDS if is_empty(scan.verdict, scan.counts) else "",
         "css": verdict_view(scan.verdict)["css"],
         "hits": number(len(scan.hits)),
+        "block_hits": number(scan.block_hit_count()) if scan.blocks is not None or scan.block_hits else "",
         "reviewed": review_summary(scan, context.reviews) if scan.hits else "",
         "problems": number(len(scan.errors)),
     }
@@ -1250,6 +1260,7 @@ def csv_report(
                     s.verdict,
                     len(s.hits),
                     priority_hits,
+                    s.block_hit_count(),
                     len(s.errors),
                     len(s.skipped),
                     " > ".join(s.lights),

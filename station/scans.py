@@ -38,6 +38,9 @@ class Scan:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     lights: list[str] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
+    blocks: dict[str, Any] | None = None  # the block sample of the raw device (None: none taken)
+    block_hits: list[dict[str, Any]] = field(default_factory=list)  # known blocks, by offset
+    statement: str | None = None  # the verdict in words with what backs it ("no match: every file...")
 
     @property
     def key(self) -> str:
@@ -48,6 +51,13 @@ class Scan:
         serial = self.device.get("serial")
         label = " ".join(parts) or str(self.device.get("devnode", "") or "unknown device")
         return f"{label} (serial {serial})" if serial else label
+
+    def block_hit_count(self) -> int:
+        """Known blocks found by the block sample: the section's count (also those not listed)."""
+        counted = (self.blocks or {}).get("hits")
+        if isinstance(counted, int) and not isinstance(counted, bool) and counted >= len(self.block_hits):
+            return counted
+        return len(self.block_hits)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +75,9 @@ class Scan:
             "skipped": self.skipped,
             "lights": self.lights,
             "counts": self.counts,
+            "blocks": self.blocks,
+            "block_hits": self.block_hits,
+            "statement": self.statement,
         }
 
 
@@ -115,6 +128,11 @@ def _fold(
         scan.skipped.extend(p for p in _list(report.get("skipped")) if isinstance(p, dict))
         scan.counts = _dict(report.get("counts"))
         scan.lights.extend(str(x) for x in _list(body.get("lights") or body.get("lights_shown")))
+        if isinstance(body.get("blocks"), dict):
+            scan.blocks = body["blocks"]
+        scan.block_hits.extend(h for h in _list(body.get("block_hits")) if isinstance(h, dict))
+        if isinstance(body.get("statement"), str):
+            scan.statement = body["statement"]
         if not scan.filters:
             scan.filters = [f.get("filter_id") for f in _list(report.get("filters")) if isinstance(f, dict)]
     elif kind == "lights" and body.get("shown") is not None:

@@ -5,11 +5,14 @@ station enrolls kiosks)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.device_scan import DeviceScanResult, device_verdict
 from agent.scan import Scanner
+from agent.scan.blocks import BlockHit, BlockSampleResult, BlockSettings, Region
 from agent.scan.report import ScanReport
 from filters.model import ContrabandFilter
 from station.home import StationHome
@@ -104,6 +107,40 @@ def daemon_record(serial: str, report: ScanReport, devices: Path) -> dict[str, A
         "notes": [],
         "scan": document,
     }
+
+
+def block_sample_fields(
+    hits: Sequence[tuple[int, str]] = (),
+    *,
+    files: str = "not checked: no filesystem recognised (unformatted, unknown or damaged)",
+    filter_name: str = "lab",
+    category: str = "known",
+    stopped: str | None = None,
+    seed: int = 2**64 - 1,
+) -> dict[str, Any]:
+    """The ``blocks``, ``block_hits`` and ``statement`` of a daemon's ``scan`` record, made by the
+    kiosk's own classes (agent/scan/blocks.py, agent/device_scan.py) for a 64 MiB stick: partition 1
+    (FAT32, files checked), partition 2 (``files``), the space before them; a block hit per
+    ``(offset, priority)``, in partition 2."""
+    mib = 1 << 20
+    regions = [
+        Region(0, mib, 0, 4096, "outside partitions 0-1048576"),
+        Region(mib, 32 * mib, mib + 16384, 4096, "partition 1", 1, "fat32", "checked"),
+        Region(32 * mib, 64 * mib, 32 * mib, 4096, "partition 2", 2, "", files),
+    ]
+    units = sum(r.units for r in regions)
+    found = [
+        BlockHit(offset, "partition 2", 2, "f" * 32, filter_name, 3, category, priority, bytes([n]) * 32)
+        for n, (offset, priority) in enumerate(hits)
+    ]
+    result = BlockSampleResult(
+        BlockSettings(), seed=seed, block_sets=1, items=2, dense_items=2, regions=regions, units=units,
+        planned=units, units_read=units, units_counted=units if stopped is None else units // 2,
+        windows_looked_up=units - 40, blank=40, bytes_read=units * 4096, seconds=2.5, stopped=stopped,
+        hits=found,
+    )  # fmt: skip
+    document = DeviceScanResult("/dev/sdx", device_verdict(None, True, result), blocks=result).to_json()
+    return {key: document[key] for key in ("blocks", "block_hits", "statement")}
 
 
 def enroll(unit: Unit) -> None:

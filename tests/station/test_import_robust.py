@@ -38,6 +38,7 @@ from tests.agent.journal.helpers import (
     run_cli,
     write_records,
 )
+from tests.station.review_helpers import block_sample_fields
 from tests.station.test_station_cli import HOSTILE, daemon_scan_record, synthetic_report
 
 
@@ -368,6 +369,7 @@ def test_csv_cells_behind_spaces_are_guarded(tmp_path: Path, prefix: str, formul
 TEMPLATES: list[dict[str, Any]] = [
     daemon_scan_record(),
     {**daemon_scan_record(), "scan": synthetic_report(HOSTILE)},
+    {**daemon_scan_record(), **block_sample_fields([(40 << 20, "priority"), (41 << 20, "other")])},
     scan_started_record("s-1", {"vendor": "V", "model": "M", "serial": "S", "size": 1 << 30}, ["f1"], "auto"),
     scan_finished_record("s-1", synthetic_report(HOSTILE), ["busy", "red"]),
     lights_record("busy", "s-1"),

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from agent.config import BayConfig, ScanConfig
+from agent.config import BayConfig, BlocksConfig, ScanConfig
 from agent.daemon.bay import Bay, BayWorker
 from agent.daemon.phone import PhoneWorker
 from agent.daemon.provision import provision_kiosk
@@ -240,12 +240,13 @@ def scan_disk(
     identity: DeviceIdentity,
     probe: FilesystemProbe,
     extra: Callable[[Path], None] | None = None,
+    blocks: BlocksConfig | None = None,
 ) -> None:
     lights = BayLights("front", RecordingLights())
     bay = Bay(BayConfig("front", red=17, amber=27, green=22), lights)
     backend = CopyingMountBackend(tree, probe, extra)
     mounter = Mounter(root / "run", backend, kernel_types={probe.fs_type}, fuse_programs=set(), overlay=None)
-    worker = BayWorker(bay, identity, mounter, [flt], ScanConfig(), journal)
+    worker = BayWorker(bay, identity, mounter, [flt], ScanConfig(), journal, blocks=blocks)
     worker.run()
     assert worker.journal_error is None and bay.phase == "done"
 
@@ -692,6 +693,14 @@ def odd_record() -> dict[str, Any]:
             "errors_not_listed": 2**70,
             "first_pass_kinds": "sample",
         },
+        "blocks": {"statement": {"a": None}, "probability": float("nan"), "confidence_target": "high",
+                   "seed": 2**200, "sampled": "x", "counted": [1], "hits": "many", "hits_not_listed": 2**70,
+                   "seconds": float("inf"), "subsample": None, "stopped": b"\x00",
+                   "regions": [5, {"unit": "x", "size": -1, "files": ["not checked"],
+                                   "windows_per_unit": 2**90, "label": "<b>region</b>"}]},
+        "block_hits": [5, {"offset": "far", "partition": [1], "priority": True, "digest": b"\x01",
+                           "region": {"r": 1}, "filter_name": "<svg onload=alert(1)>"}, {"offset": -(2**63)}],
+        "statement": ["<script>", None],
     }  # fmt: skip
 
 
