@@ -19,8 +19,10 @@ import pytest
 
 from agent.demo.images import PartitionSpec, make_disk_image
 
+from .conftest import Lab
 from .guest import Guest, Plugged
 from .test_appliance import VERDICT_LIGHTS, scan_verdict, uptime
+from .test_phones import journal_records
 
 SCANNER_PORT, CONSOLE_PORT = 3, 4
 DROP_SECONDS = 30  # exhibit.timeout_seconds in image-build/rootfs-test/etc/fieldtriage/agent.toml
@@ -92,7 +94,7 @@ def acknowledged_within(guest: Guest, since: float, seconds: float) -> tuple[flo
 
 
 def test_a_scanned_label_goes_with_the_next_stick_and_never_reaches_the_console(
-    kiosk: Guest, tmp_path: Path
+    kiosk: Guest, lab: Lab, tmp_path: Path
 ) -> None:
     scanner, node = plug_scanner(kiosk)
     # the control: a keyboard on a port no rule names is the console's, and /dev/vcs1 shows its keys
@@ -129,12 +131,14 @@ def test_a_scanned_label_goes_with_the_next_stick_and_never_reaches_the_console(
     log = kiosk.journal_tail(400)
     assert f"exhibit {reference} scanned (acknowledged by front, back)" in log, log
     assert re.search(rf"bay front: .*: no_match, .*exhibit {re.escape(reference)}$", log, re.M), log
+    scans = [r for r in journal_records(kiosk, lab, tmp_path / "journal") if r.get("exhibit") == reference]
+    assert [(r["type"], r["verdict"]) for r in scans] == [("scan", "no_match")], scans  # as journaled
     kiosk.unplug(stick)
     kiosk.unplug(scanner)
     kiosk.wait(lambda: exhibit(kiosk)["scanners"] == [], 30, "the scanner let go")
 
 
-def test_a_label_no_device_takes_is_dropped(kiosk: Guest) -> None:
+def test_a_label_no_device_takes_is_dropped(kiosk: Guest, lab: Lab, tmp_path: Path) -> None:
     plug_scanner(kiosk)
     reference = label()
     kiosk.type_keys(reference)
@@ -143,3 +147,6 @@ def test_a_label_no_device_takes_is_dropped(kiosk: Guest) -> None:
     kiosk.wait(lambda: exhibit(kiosk)["pending"] is None, DROP_SECONDS + 30, "the reference dropped")
     expected = f"exhibit {reference} dropped: no device within {DROP_SECONDS} s"
     assert expected in kiosk.journal_tail(400), kiosk.journal_tail()
+    records = journal_records(kiosk, lab, tmp_path / "journal")
+    dropped = [r for r in records if r.get("type") == "exhibit_dropped" and r.get("exhibit") == reference]
+    assert len(dropped) == 1, [r for r in records if r.get("type") == "exhibit_dropped"]

@@ -22,7 +22,7 @@ from agent.journal.segment_format import SEGMENT_PREFIX, SEGMENT_SUFFIX
 from station.importer import import_sources
 from station.kiosks import enroll_kiosk, read_enrollment
 from station.scans import Scan, load_scans
-from station.store import Store
+from station.store import Store, body_from_json
 
 from .conftest import Lab
 from .guest import PHONE_STORAGE, Guest, GuestError, Plugged
@@ -43,24 +43,31 @@ def unplug_afterwards(kiosk: Guest) -> Iterator[None]:
         kiosk.unplug(device)
 
 
-def settled_light(guest: Guest, bay: str, since: float, hold: float = 2.5) -> tuple[int, int, int] | None:
-    """The light ``bay`` ends on: its scan is over (the status file has a verdict) and the last
-    change, after ``since``, is ``hold`` seconds old. Under TCG a busy guest can leave the scanning
-    light unchanged for seconds, which ``steady_after`` alone could take for a verdict."""
-    if guest.bay(bay)["phase"] not in FINISHED:
+def settled_light(
+    guest: Guest, bay: str, since: float, started_before: str | None = None, hold: float = 2.5
+) -> tuple[int, int, int] | None:
+    """The light ``bay`` ends on: a scan that started after the plug (the status file's ``started``
+    is not ``started_before``) is over, and the light has not changed for ``hold`` seconds. Under
+    TCG a busy guest can leave the scanning light unchanged for seconds, which ``steady_after``
+    alone could take for a verdict. A light that did not change at all is the verdict's too: a bay
+    still amber from the last device (held "could not check") that scans a phone in a blink and
+    ends "could not check" again shows no change."""
+    status = guest.bay(bay)
+    if status["phase"] not in FINISHED or status.get("started") == started_before:
         return None
-    history = guest.bay_lights(bay)
-    start, state = history[-1]
-    if start < since or uptime(guest) - start < hold or state == (0, 0, 0):
+    start, state = guest.bay_lights(bay)[-1]
+    if uptime(guest) - max(start, since) < hold or state == (0, 0, 0):
         return None
     return state
 
 
 def phone_verdict(guest: Guest, tree: PhoneTree, bay: str = "front", port: int = 1) -> tuple[Plugged, Any]:
-    since = uptime(guest)
+    since, started_before = uptime(guest), guest.bay(bay).get("started")
     phone = guest.plug_phone(tree.root, port)
     try:
-        state = guest.wait(lambda: settled_light(guest, bay, since), SCAN_TIMEOUT, f"a verdict in bay {bay}")
+        state = guest.wait(
+            lambda: settled_light(guest, bay, since, started_before), SCAN_TIMEOUT, f"a verdict in bay {bay}"
+        )
     except GuestError as err:  # what the bay showed instead (a phone re-enumerating after a stall?)
         lights = [(round(t - since, 1), s) for t, s in guest.bay_lights(bay) if t >= since - 1]
         raise AssertionError(
@@ -70,7 +77,7 @@ def phone_verdict(guest: Guest, tree: PhoneTree, bay: str = "front", port: int =
     return phone, state
 
 
-def journal_scans(guest: Guest, lab: Lab, folder: Path) -> list[Scan]:
+def imported_journal(guest: Guest, lab: Lab, folder: Path) -> Store:
     """The kiosk's journal as the station reads it: its segments copied out through the guest agent
     (nothing on the kiosk changes: no export, no sync state) and imported into a store of our own,
     so that the session's station sees the journal only when test_power's sync stick brings it."""
@@ -87,7 +94,25 @@ def journal_scans(guest: Guest, lab: Lab, folder: Path) -> list[Scan]:
         if read_enrollment(enrollment).kiosk_id not in store.kiosk_ids():
             enroll_kiosk(store, read_enrollment(enrollment), "system test kiosk", "QEMU")
         import_sources(lab.station, [folder], store=store)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def journal_scans(guest: Guest, lab: Lab, folder: Path) -> list[Scan]:
+    store = imported_journal(guest, lab, folder)
+    try:
         return load_scans(store)
+    finally:
+        store.close()
+
+
+def journal_records(guest: Guest, lab: Lab, folder: Path) -> list[dict[str, Any]]:
+    """Every record of the kiosk's journal, decrypted, oldest first."""
+    store = imported_journal(guest, lab, folder)
+    try:
+        return [body_from_json(b) for (b,) in store.query("SELECT body FROM records ORDER BY segment, idx")]
     finally:
         store.close()
 
