@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -73,7 +73,7 @@ class Lab:
     provider_public: Path
     filter_path: Path
     known: dict[str, bytes]
-    flagged: dict[str, bytes]
+    flagged: dict[str, bytes] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="session")
