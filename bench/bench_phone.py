@@ -65,10 +65,11 @@ FINISHED = ("done", "removed early", "not journaled")  # bay phases with a verdi
 
 # Runs inside the guest with the image's python-gphoto2: one JSON line out.
 RAW_SCRIPT = r"""
-import json, sys, time
+import json, random, sys, time
 import gphoto2 as gp
 mode = sys.argv[1]
 started = time.monotonic()
+info_s = 0.0
 found = gp.Camera.autodetect()
 name, port = found.get_name(0), found.get_value(0)
 ports = gp.PortInfoList(); ports.load()
@@ -81,16 +82,29 @@ files = []
 def walk(folder):
     listing = camera.folder_list_files(folder)
     for i in range(listing.count()):
+        global info_s
         name = listing.get_name(i)
+        asked = time.monotonic()
         files.append((folder, name, camera.file_get_info(folder, name).file.size))
+        info_s += time.monotonic() - asked
     listing = camera.folder_list_folders(folder)
     for i in range(listing.count()):
         walk(folder.rstrip("/") + "/" + listing.get_name(i))
 for storage in camera.get_storageinfo():
     walk(storage.basedir)
 listed = time.monotonic()
-payload, calls = 0, 0
-if mode == "sample":
+payload, calls, per_read, cpu_s = 0, 0, [], 0.0
+if mode == "probe":  # 300 files drawn at random, 3 x 4 KiB each, every read timed
+    chunk = bytearray(4096)
+    cpu = time.process_time()
+    for folder, name, size in random.Random(1).sample([f for f in files if f[2] > 12288], 300):
+        for offset in (0, size // 8192 * 4096, (size // 4096 - 1) * 4096):
+            asked = time.monotonic()
+            payload += camera.file_read(folder, name, gp.GP_FILE_TYPE_NORMAL, offset, memoryview(chunk))
+            per_read.append(time.monotonic() - asked)
+            calls += 1
+    cpu_s = time.process_time() - cpu
+elif mode == "sample":
     chunk = bytearray(4096); whole = bytearray(12288)
     for folder, name, size in files:
         if size <= 12288:
@@ -113,7 +127,8 @@ else:
 camera.exit()
 done = time.monotonic()
 print(json.dumps({"files": len(files), "bytes": sum(s for _, _, s in files), "list_s": listed - started,
-                  "read_s": done - listed, "total_s": done - started, "payload": payload, "calls": calls}))
+                  "read_s": done - listed, "total_s": done - started, "payload": payload, "calls": calls,
+                  "info_s": info_s, "per_read": per_read, "cpu_s": cpu_s}))
 """
 
 
@@ -321,6 +336,17 @@ def main() -> None:
     parser.add_argument("--known", type=int, default=4, help="known pictures among them (default 4)")
     parser.add_argument("--image", type=Path, help="a built amd64 image folder (default: build it)")
     parser.add_argument("--skip-copy", action="store_true", help="leave out the whole copy")
+    parser.add_argument(
+        "--only-scan",
+        action="store_true",
+        help="only the kiosk's own scan: to the end, then to the first priority hit (the 20,000-file run)",
+    )
+    parser.add_argument(
+        "--scaling",
+        metavar="N,N,...",
+        help="only this: the cost of one request at each number of objects (e.g. 2000,20000): list the "
+        "phone, then 300 random files x 3 partial reads, each timed, with the guest's CPU time",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_phone: needs root (image build, loop device for the data partition, QEMU)")
@@ -335,7 +361,7 @@ def main() -> None:
         disk = work / "kiosk.img"
         subprocess.run(["cp", "--sparse=always", image / "fieldtriage-amd64.img", disk], check=True)
         seed_data_partition(disk, lab)
-        tree = phone(work / "phone", files, args.mib << 20, lab)
+        tree = phone(work / "phone", files, args.mib << 20, lab) if not args.scaling else PhoneTree(work)
         facts = f"{len(tree.files):,} files, {tree.total_bytes / 1e9:.2f} GB, {len(tree.known)} known"
         facts += f", host load average {os.getloadavg()[0]:.1f} at the start"  # other work slows the guest
         guest = Guest(image, work, disk, accelerator(image))
@@ -343,24 +369,56 @@ def main() -> None:
         with guest:
             boot_s = guest.boot()
             print(f"Kiosk booted to READY in {boot_s:.0f} s; the host's page cache holds the phone's folder")
-            print()
-            print("| measurement | to the end, s | command wall, s | files read | file bytes read "
-                  "| USB in / out | file MB/s | first priority hit, s | verdict | notes |")  # fmt: skip
-            print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
             guest.sh(f"mkdir -p {GUEST_FOLDER}")
             guest.write_file(f"{GUEST_FOLDER}/raw.py", RAW_SCRIPT.encode())
             if guest.run([PYTHON, "-c", "import gphoto2"]).status != 0:
                 sys.exit("bench_phone: the image has no python-gphoto2 (pyproject's dependency): rebuild it")
             bench = Bench(guest, tree, work)
+            if args.scaling:
+                scaling(bench, work, lab, [int(n) for n in args.scaling.split(",")])
+                guest.shutdown()
+                return
+            print()
+            print("| measurement | to the end, s | command wall, s | files read | file bytes read "
+                  "| USB in / out | file MB/s | first priority hit, s | verdict | notes |")  # fmt: skip
+            print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
             runs = [lambda: bench.raw("sample"), lambda: bench.raw("sample", pcap=True),
                     lambda: bench.kiosk_scan(False), lambda: bench.kiosk_scan(True),
                     bench.agent_bay]  # fmt: skip
             if not args.skip_copy:
                 runs.append(lambda: bench.raw("copy"))
+            if args.only_scan:
+                runs = [lambda: bench.kiosk_scan(False), lambda: bench.kiosk_scan(True)]
             for run in runs:
                 print_row(run())
             guest.shutdown()
         print(f"\nhost load average {os.getloadavg()[0]:.1f} at the end")
+
+
+def scaling(bench: Bench, work: Path, lab: Lab, sizes: list[int]) -> None:
+    """Per-request cost against the number of objects on the phone, same layout and bytes per file.
+    The guest's CPU time during the reads tells where it goes: near the wall time, libgphoto2 in the
+    guest (under TCG); far below it, the wait for the phone (QEMU's usb-mtp, on the host)."""
+    print("\n| objects | list s | file_get_info, ms each | partial read, ms: median | p90 | guest CPU / wall "
+          "during reads |")  # fmt: skip
+    print("|---|---|---|---|---|---|", flush=True)
+    for count in sizes:
+        bench.tree = phone(work / f"phone-{count}", count, count * (48 << 10), lab)  # 48 KiB a file
+        plugged, _ = bench.plug(FREE_PORT, pcap=False)
+        done = bench.guest.run(
+            [PYTHON, "-W", "ignore", f"{GUEST_FOLDER}/raw.py", "probe"], timeout=RUN_TIMEOUT
+        )
+        bench.guest.unplug(plugged)
+        if done.status != 0:
+            raise GuestError(f"probe: {done.err.strip()[-800:]}")
+        result = json.loads(done.out)
+        reads = sorted(result["per_read"])
+        median, p90 = reads[len(reads) // 2] * 1e3, reads[len(reads) * 9 // 10] * 1e3
+        share = result["cpu_s"] / result["read_s"] if result["read_s"] else 0.0
+        info_ms = result["info_s"] / result["files"] * 1e3
+        print(f"| {result['files']:,} | {result['list_s']:.1f} | {info_ms:.2f} | {median:.2f} | {p90:.2f} "
+              f"| {share:.2f} |", flush=True)  # fmt: skip
+        shutil.rmtree(bench.tree.root, ignore_errors=True)
 
 
 def print_row(row: Row) -> None:
