@@ -249,6 +249,7 @@ class _GptHeader:
     entry_count: int
     entry_size: int
     entries: bytes
+    first_usable: int = 0  # LBA: where the primary's array area ends at the latest
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,7 @@ def _find_gpt(read_at: ReadAt, device_size: int, sizes: tuple[int, ...]) -> _Gpt
                 if primary == NO_SIGNATURE
                 else f"primary GPT header is damaged ({primary})"
             )
-            if primary == NO_SIGNATURE and read_at(2 * size, len(backup.entries)) == backup.entries:
+            if primary == NO_SIGNATURE and _primary_array_agrees(read_at, size, backup):
                 # only the header was wiped, its entry array is the backup's: all it described is read
                 note = f"{why}; read from the backup header (the entry arrays agree)"
                 return _Gpt(last, size, backup, (), True, (note,))
@@ -293,6 +294,21 @@ def _find_gpt(read_at: ReadAt, device_size: int, sizes: tuple[int, ...]) -> _Gpt
             why = f"primary GPT header missing and its backup is damaged ({backup})"
             return _Gpt(last, size, None, (why,), backup_only=True)
     return None
+
+
+def _primary_array_agrees(read_at: ReadAt, sector_size: int, backup: _GptHeader) -> bool:
+    """The primary entry array (at LBA 2) is the backup's byte for byte, and the rest of the area
+    before the first usable LBA holds no entry either (a wiped header could have counted more)."""
+    length = len(backup.entries)
+    if read_at(2 * sector_size, length) != backup.entries:
+        return False
+    rest = max(
+        0,
+        min(backup.first_usable * sector_size, 2 * sector_size + MAX_GPT_ENTRY_ARRAY)
+        - 2 * sector_size
+        - length,
+    )
+    return not any(read_at(2 * sector_size + length, rest)) if rest else True
 
 
 def _gpt_table(gpt: _Gpt, entries: list[Entry], device_size: int) -> PartitionTable:
@@ -347,4 +363,5 @@ def _gpt_header(read_at: ReadAt, lba: int, sector_size: int, device_size: int) -
     entries = read_at(entries_lba * sector_size, length)
     if len(entries) != length or zlib.crc32(entries) != int.from_bytes(sector[88:92], "little"):
         return "partition entry array checksum mismatch"
-    return _GptHeader(str(uuid.UUID(bytes_le=sector[56:72])), entry_count, entry_size, entries)
+    first_usable = int.from_bytes(sector[40:48], "little")
+    return _GptHeader(str(uuid.UUID(bytes_le=sector[56:72])), entry_count, entry_size, entries, first_usable)

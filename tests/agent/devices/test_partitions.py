@@ -420,6 +420,23 @@ def test_gpt_with_its_primary_header_zeroed_is_read_from_the_backup(tmp_path: Pa
 
 
 @needs_sfdisk
+def test_a_wiped_primary_header_may_have_counted_more_entries_than_its_backup(tmp_path: Path) -> None:
+    """A table of 4 entries: the primary's array is 1 sector, then nothing until the first usable
+    LBA. With its header wiped, an entry in that space (a longer primary array) is not read."""
+    image = sfdisk_image(tmp_path, "label: gpt\ntable-length: 4\n,8M,L\n")
+    disk = bytearray(image.read_bytes())
+    disk[512:1024] = bytes(512)
+    table = read_partition_table(reader(bytes(disk)), len(disk))
+    assert table.problems == () and len(table.partitions) == 1 and table.notes
+    disk[3 * 512 : 3 * 512 + 16] = uuid.UUID("0fc63daf-8483-4772-8e79-3d69d8477de4").bytes_le  # an entry
+    table = read_partition_table(reader(bytes(disk)), len(disk))
+    assert len(table.partitions) == 1 and table.notes == ()
+    assert table.problems == (
+        "primary GPT header missing and its entry array differs from the backup's; used the backup",
+    )
+
+
+@needs_sfdisk
 def test_protective_mbr_without_any_gpt_header_is_a_problem(tmp_path: Path) -> None:
     disk = bytearray(sfdisk_image(tmp_path, GPT_SCRIPT).read_bytes())
     disk[512:1024] = bytes(512)
