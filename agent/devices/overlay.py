@@ -8,9 +8,10 @@ evidence stays below a read-only loop device, which refuses every write whatever
 * ``XmountOverlay``: xmount (Debian package ``xmount``) presents the read-only loop device as a
   FUSE file whose writes go to a cache file; a writable loop device over that file is the layer.
   Works wherever FUSE works (this VM has no device-mapper).
-* ``DmSnapshotOverlay``: a device-mapper ``snapshot`` target (origin: the read-only loop device;
-  store: a loop device over a sparse file in the runtime folder), where the kernel has dm-snapshot
-  and ``dmsetup`` is installed (Raspberry Pi and Debian kernels).
+* ``DmSnapshotOverlay``: a device-mapper ``snapshot`` target (origin: a read-only loop device of
+  its own over the partition's, which is mounted and so cannot be claimed; store: a loop device over
+  a sparse file in the runtime folder), where the kernel has dm-snapshot and ``dmsetup`` is installed
+  (Raspberry Pi and Debian kernels; run for real in tests/system/test_overlay.py).
 
 ``available_overlay()`` picks xmount where it is installed (the layer the test suite runs for real
 on every machine), else dm-snapshot. Example (root)::
@@ -89,6 +90,7 @@ class LayerHandle:
     fuse_mount: Path | None = None
     dm_name: str = ""
     store_loop: LoopDevice | None = None
+    origin_loop: LoopDevice | None = None  # dm-snapshot's own read-only view of the evidence
     problems: list[str] = field(default_factory=list)
 
     def close(self) -> list[str]:
@@ -107,9 +109,10 @@ class LayerHandle:
             else:
                 problems.append(f"device-mapper {self.dm_name} not removed")
             self.dm_name = ""
-        if self.store_loop is not None:
-            self.store_loop.close()
-            self.store_loop = None
+        for loop in (self.store_loop, self.origin_loop):
+            if loop is not None:
+                loop.close()
+        self.store_loop = self.origin_loop = None
         if self.fuse_mount is not None:
             left = _unmount(self.fuse_mount)
             if left:
@@ -187,8 +190,16 @@ class DmSnapshotOverlay:
                 handle.store_loop = LoopDevice.attach(fd, read_only=False)
             finally:
                 os.close(fd)
+            # the origin is claimed exclusively, and ``source`` is mounted (the on-disk view): a
+            # read-only loop device of its own over it (EBUSY otherwise)
+            fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                handle.origin_loop = LoopDevice.attach(fd, read_only=True)
+            finally:
+                os.close(fd)
             name = f"fieldtriage-{store.name}"
-            table = f"0 {sectors} snapshot {source} {handle.store_loop.path} N {DM_CHUNK_SECTORS}"
+            origin = handle.origin_loop.path
+            table = f"0 {sectors} snapshot {origin} {handle.store_loop.path} N {DM_CHUNK_SECTORS}"
             _run(["dmsetup", "create", name, "--table", table], source)
             handle.dm_name = name
             handle.path = f"/dev/mapper/{name}"
