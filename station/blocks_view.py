@@ -29,7 +29,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from station.report import PRIORITY_WORDS, Fact, number, size_text, span_text, text, words
+from station.page_words import PRIORITY_WORDS, Fact, number, size_text, span_text, text, words
 from station.scans import Scan
 
 MiB = 1 << 20
