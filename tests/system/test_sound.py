@@ -9,8 +9,7 @@ pressed: then the buzzer is silent and the red light stays, the status file says
 it; or until the device is pulled. A match (a set of the other class) blinks red and beeps twice
 slowly every 6 s, until the button is pressed. A clean device ends with one short beep, a device
 that cannot be checked with a long and a short beep, three times. The status file names the kiosk.
-(The fault's one long beep is not heard here: a fault would need the kiosk without its filter or
-journal; tests/agent/lights/test_sound.py checks it.)"""
+With its filters moved away the kiosk is in fault: one long beep, once."""
 
 from __future__ import annotations
 
@@ -201,3 +200,24 @@ def test_a_match_blinks_red_and_beeps_twice_slowly_until_the_button(
     assert [t for t, level in line(kiosk, RED) if t > seen], "the red light still blinks"
     assert kiosk.bay("front")["verdict"] == "match"
     kiosk.unplug(stick)
+
+
+def test_a_fault_sounds_one_long_beep(kiosk: Guest) -> None:
+    """No valid filter (the kiosk's filters moved away for the test): every bay shows the fault
+    signal with one long beep (1 s), once; the filter back, the kiosk is ready again."""
+    held = "/run/fieldtriage-test/held-filters"
+    since = uptime(kiosk)
+    moved = kiosk.sh(f"mkdir -p {held} && mv /var/lib/fieldtriage/filters/*.ftf {held}/")
+    assert moved.status == 0, moved.err
+    try:
+        kiosk.wait(lambda: kiosk.status().get("fault"), 30, "the fault")
+        kiosk.wait(lambda: kiosk.bay("front")["signal"] == "fault", 30, "the fault signal")
+        fault = uptime(kiosk)
+        kiosk.wait(lambda: uptime(kiosk) > fault + 4.0, 30, "4 s of the fault")
+        heard = beeps(kiosk, since)
+        assert len(heard) == 1 and 0.8 < heard[0][1] < 1.5, heard  # 1 s as rendered; a busy guest stretches
+        assert "no valid filter" in kiosk.status()["fault"], kiosk.status()["fault"]
+    finally:
+        kiosk.sh(f"mv {held}/*.ftf /var/lib/fieldtriage/filters/")
+    kiosk.wait(lambda: kiosk.status().get("fault") is None, 30, "no fault once the filter is back")
+    kiosk.wait(lambda: kiosk.bay("front")["phase"] == "ready", 30, "the bay ready again")
