@@ -286,12 +286,20 @@ class Daemon:
         self._dirty = True
 
     def _just_failed(self, bay: Bay, now: float) -> bool:
-        """A device removed within ``PULLED_SECONDS`` of its scan ending "could not check" was pulled
-        out mid-scan: a phone's read fails the moment it goes, before udev tells the daemon. Its
-        amber stays as long as for a device pulled while its worker ran."""
+        """A device removed within ``PULLED_SECONDS`` of its scan ending "could not check" with
+        failed reads was pulled out mid-scan: a phone's read fails the moment it goes, before udev
+        tells the daemon. Its amber stays as long as for a device pulled while its worker ran. A
+        scan that read all it could (an encrypted stick) and is taken out at once is not."""
         worker = self._last_workers.get(bay.name)
         ended = worker.ended if worker is not None else None
-        return bay.verdict == "incomplete" and ended is not None and now - ended <= PULLED_SECONDS
+        result = worker.result if worker is not None else None
+        read_failed = result is not None and result.report is not None and bool(result.report.errors)
+        return (
+            bay.verdict == "incomplete"
+            and read_failed
+            and ended is not None
+            and now - ended <= PULLED_SECONDS
+        )
 
     def _ending_in(self, identity: DeviceIdentity) -> bool:
         """A bay for ``identity``'s port whose worker was told its device went and has not ended."""

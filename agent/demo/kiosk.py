@@ -33,7 +33,7 @@ from typing import Any
 
 from agent.config import AgentConfig, parse_config
 from agent.daemon.clock_step import ClockStepper
-from agent.daemon.main import PULLED_SECONDS, Daemon
+from agent.daemon.main import Daemon
 from agent.daemon.provision import ENROLLMENT_NAME, provision_kiosk
 from agent.daemon.sync import SyncSetup
 from agent.demo import station
@@ -192,8 +192,7 @@ class DemoKiosk:
             if not wait_for(lambda: bay.started != started and bay.verdict is not None and not bay.busy, 60):
                 print("  (nothing shown within 60 s)")
             verdict = bay.verdict
-            # let the result be seen; "could not check" pulled within PULLED_SECONDS reads as pulled mid-scan
-            pause = PULLED_SECONDS + 0.5 if verdict == "incomplete" else 1.0 if verdict in SYNC_WORDS else 2.5
+            pause = 1.0 if verdict in SYNC_WORDS else 2.5  # let the result be seen
             time.sleep(pause)
             shown = SYNC_WORDS.get(verdict or "") or VERDICT_WORDS.get(verdict or "", str(verdict))
             print(f"\n  {'kiosk shows' if verdict in SYNC_WORDS else 'verdict'}: {shown}; pulling it out")
