@@ -51,6 +51,7 @@ from agent.scan.events import (
 from agent.scan.evidence import evidence_of, kinds_for_hit, kinds_to_confirm
 from agent.scan.exclusions import ExclusionList
 from agent.scan.plan import FilterPlan, Mode, ScanPlan, scan_report
+from agent.scan.process_feed import ProcessFeed
 from agent.scan.reader import (
     SMALL_FILE,
     CancelFlag,
@@ -76,7 +77,6 @@ from agent.scan.walker import (
 from agent.scan.worker_state import (
     Outcome,
     PendingLookups,
-    ProcessFeed,
     WorkerTally,
     account,
     check_unchanged,
