@@ -288,12 +288,15 @@ class Daemon:
     def _just_failed(self, bay: Bay, now: float) -> bool:
         """A device removed within ``PULLED_SECONDS`` of its scan ending "could not check" with
         failed reads was pulled out mid-scan: a phone's read fails the moment it goes, before udev
-        tells the daemon. Its amber stays as long as for a device pulled while its worker ran. A
-        scan that read all it could (an encrypted stick) and is taken out at once is not."""
+        tells the daemon, or the mount fails the moment a stick goes. Its amber stays as long as for a
+        device pulled while its worker ran. A scan that read all it could (an encrypted stick) and
+        is taken out at once is not."""
         worker = self._last_workers.get(bay.name)
         ended = worker.ended if worker is not None else None
         result = worker.result if worker is not None else None
-        read_failed = result is not None and result.report is not None and bool(result.report.errors)
+        read_failed = result is not None and (
+            bool(result.report.errors) if result.report is not None else not result.partitions
+        )  # reads failed, or the device could not even be opened and mounted
         return (
             bay.verdict == "incomplete"
             and read_failed
