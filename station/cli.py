@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     report.add_argument("-o", "--output", type=Path, help="folder (html) or file (csv, json; default stdout)")
     report.add_argument("--since", type=parse_date, help="scans started at or after (YYYY-MM-DD or ISO 8601)")
     report.add_argument("--device", help="only devices whose vendor, model or serial contains this")
-    report.add_argument("--kiosk", help="only this kiosk: its enrolled name, or the start of its id")
+    report.add_argument("--kiosk", help="only this kiosk: its enrolled name, its id or the start of it (4+)")
     report.set_defaults(handler=cmd_report)
 
     vics = commands.add_parser("export-vics", parents=[common], help="a scan's hits as a VICS 2.0 case file")
@@ -190,11 +190,8 @@ def _open_existing(args: argparse.Namespace) -> Store:
 
 
 def _kiosk_prefix(wanted: str | None, store: Store) -> str | None:
-    """``--kiosk``: a kiosk's enrolled name (any case) stands for its id; anything else is an id prefix."""
-    if wanted is None:
-        return None
-    named = [k for k, label in kiosk_labels(store).items() if label.casefold() == wanted.casefold()]
-    return named[0] if len(named) == 1 else wanted
+    """``--kiosk``: the id of the enrolled kiosk it names (its name, its id or the start of it)."""
+    return None if wanted is None else resolve_kiosk(store, wanted)
 
 
 def _selected_scans(args: argparse.Namespace, store: Store) -> list[Scan]:
