@@ -55,6 +55,20 @@ def run_scan(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[
     return status, json.loads(capsys.readouterr().out)
 
 
+def scan_as_json_and_text(
+    capsys: pytest.CaptureFixture[str], filter_path: Path, public: Path, image: Path
+) -> tuple[int, dict[str, object], int, str]:
+    """``scan --device`` of ``image`` on a read-only loop device, as JSON and as text (status and
+    output of each); the loop device took no write."""
+    args = ["--filter", str(filter_path), "--trust", str(public), "--device"]
+    with evidence_loop(image) as evidence:
+        status, report = run_scan(capsys, *args, evidence.path)
+        text_status = main(["scan", *args, evidence.path])
+        text = capsys.readouterr().out
+        assert evidence.sectors_written() == 0
+    return status, report, text_status, text
+
+
 def test_image_with_a_known_file_and_a_luks_partition(
     lab: tuple[Path, Path, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -275,16 +289,8 @@ def test_gpt_whose_primary_header_is_wiped_is_read_from_its_backup(
     with image.open("r+b") as f:
         f.seek(512)
         f.write(bytes(512))
-    with evidence_loop(image) as evidence:
-        status, report = run_scan(
-            capsys, "--filter", str(filter_path), "--trust", str(public), "--device", evidence.path
-        )
-        assert (
-            main(["scan", "--filter", str(filter_path), "--trust", str(public), "--device", evidence.path])
-            == 0
-        )
-        text = capsys.readouterr().out
-    assert status == 0 and report["verdict"] == "no_match", report
+    status, report, text_status, text = scan_as_json_and_text(capsys, filter_path, public, image)
+    assert status == text_status == 0 and report["verdict"] == "no_match", report
     assert report["device_problems"] == []
     assert report["device_notes"] == [
         "primary GPT header missing; read from the backup header (the entry arrays agree)"
@@ -304,16 +310,8 @@ def test_known_file_only_in_the_journal_is_found(
     spec = PartitionSpec(kind, {"DCIM/old.jpg": os.urandom(9_000)}, journal_only={"DCIM/new.jpg": known})
     image = make_disk_image(tmp_path / f"fieldtriage-test-{kind}-pulled.img", "dos", [spec])
     before = image_digest(image)
-    with evidence_loop(image) as evidence:
-        status, report = run_scan(
-            capsys, "--filter", str(filter_path), "--trust", str(public), "--device", evidence.path
-        )
-        assert (
-            main(["scan", "--filter", str(filter_path), "--trust", str(public), "--device", evidence.path])
-            == 1
-        )
-        text = capsys.readouterr().out
-        assert evidence.sectors_written() == 0
+    status, report, text_status, text = scan_as_json_and_text(capsys, filter_path, public, image)
+    assert text_status == 1
     assert "also read replayed onto a copy-on-write layer (xmount), as p1-replayed" in text, text
     assert status == 1 and report["verdict"] == "priority_match", report
     scan = report["scan"]

@@ -29,6 +29,7 @@ from agent.lights.button import KIOSK_BUTTON, GpioButton
 from agent.phones.detect import phone_identity
 from agent.phones.fake import FakePhone, FakePhoneBackend
 from filters.errors import ConfigError
+from tests.agent.daemon.fake_kiosk import ListJournal
 from tests.agent.scan.conftest import FilterFactory, write_random
 
 NAME, LOCATION = "Synthetic CPU bay 2", "Synthetic office, floor 9"
@@ -36,17 +37,6 @@ FRONT = {"name": "front", "red": 5, "amber": 6, "green": 13, "buzzer": 19, "port
 BACK = {"name": "back", "red": 17, "amber": 27, "green": 22, "buzzer": 18, "port": "*-usb-0:2:*"}
 PROPERTIES = {"ID_VENDOR_ID": "18d1", "ID_MODEL_ID": "4ee1", "ID_VENDOR": "Google", "ID_MODEL": "Pixel_7",
               "ID_USB_INTERFACES": ":060101:", "BUSNUM": "001", "DEVNUM": "007"}  # fmt: skip
-
-
-class ListJournal:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def append(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-
-    def close(self) -> None:
-        pass
 
 
 def wait(condition: Callable[[], Any], seconds: float = 15) -> Any:

@@ -12,7 +12,6 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,20 +26,10 @@ from agent.lights.signals import Signal, levels_at
 from agent.scan.engine import Scanner
 from agent.scan.events import ScanEvent, ScanProgress
 from agent.scan.reader import CancelFlag, DigestResult, read_digests
+from tests.agent.daemon.fake_kiosk import ListJournal
 from tests.agent.scan.conftest import FilterFactory, write_random
 
 pytestmark = [pytest.mark.root]
-
-
-class ListJournal:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def append(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-
-    def close(self) -> None:
-        pass
 
 
 def blinks_per_second(progress: float | None) -> int:

@@ -37,6 +37,7 @@ from agent.devices.identity import DeviceIdentity
 from agent.journal.clock import STEP_MARKER, ClockReader, StepMarker
 from agent.journal.sync_token import TOKEN_NAME, SyncToken, verify_token_bytes, write_sync_token
 from agent.lights.bay import BayLights, RecordingLights
+from tests.agent.daemon.fake_kiosk import ListJournal
 
 PREPARED = dt.datetime(2026, 5, 1, 9, 30, tzinfo=dt.UTC)
 PREPARED_NS = int(PREPARED.timestamp()) * 10**9
@@ -342,17 +343,6 @@ def test_step_clock_never_stops_a_sync(tmp_path: Path) -> None:
     token = SyncToken("1234-abcd", "t" * 32, 1, 2, "s")
     record, summary = step_clock(setup, token)
     assert record is None and summary["outcome"] == "failed" and "helper exploded" in summary["line"]
-
-
-class ListJournal:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def append(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-
-    def close(self) -> None:
-        pass
 
 
 class FakeMounter:

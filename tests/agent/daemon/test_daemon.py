@@ -36,6 +36,7 @@ from filters.digests import digest_path
 from filters.importers import DigestEntry
 from filters.keys import generate_key_pair, load_private_key
 from station.home import StationHome
+from tests.agent.daemon.fake_kiosk import ListJournal
 
 from ..conftest import TEST_MATCH
 from ..devices.conftest import leftovers
@@ -44,17 +45,6 @@ from ..devices.images import PartitionSpec, make_disk_image, missing_tools, pull
 pytestmark = [pytest.mark.root, pytest.mark.udev]
 
 PINS = {"front": (17, 27, 22, 23), "back": (5, 6, 13, None)}
-
-
-class ListJournal:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def append(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-
-    def close(self) -> None:
-        pass
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -29,23 +28,13 @@ from agent.phones.fake import FakePhone, FakePhoneBackend
 from agent.scan import Scanner
 from agent.scan.summary import print_device_summary, print_summary
 from filters.model import ContrabandFilter
+from tests.agent.daemon.fake_kiosk import ListJournal
 from tests.agent.scan.conftest import FilterFactory, write_random
 
 EMPTY = "empty (0 files)"
 ANDROID = {"ID_VENDOR_ID": "18d1", "ID_MODEL_ID": "4ee1", "ID_VENDOR": "Google", "ID_MODEL": "Pixel_7",
            "ID_SERIAL_SHORT": "P7SERIAL", "ID_USB_INTERFACES": ":060101:", "BUSNUM": "001", "DEVNUM": "007",
            "DEVNAME": "/dev/bus/usb/001/007"}  # fmt: skip
-
-
-class ListJournal:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def append(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture

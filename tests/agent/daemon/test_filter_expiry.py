@@ -6,84 +6,32 @@ each filter its expiry (``expires``, ``expires_in_days``, ``expiring_soon``) and
 from __future__ import annotations
 
 import os
-import shutil
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gpiozero.pins.mock import MockFactory
-
-from agent.config import parse_config
-from agent.daemon.cli import lights_for
-from agent.daemon.main import Daemon
 from agent.daemon.status import read_status
 from agent.devices.mounter import Mounter
-from agent.devices.source import FakeDeviceSource
 from filters.builder import FilterBuilder
 from filters.container import SECONDS_PER_DAY, write_filter
 from filters.importers import DigestEntry
 from filters.keys import generate_key_pair, load_private_key
 from filters.model import iso_time
+from tests.agent.daemon.fake_kiosk import kiosk_config, running_daemon, wait
 
 
-class ListJournal:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def append(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-
-    def close(self) -> None:
-        pass
-
-
-def wait(condition: Callable[[], bool], seconds: float = 15) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
-def run_kiosk(
-    tmp_path: Path, expires: int, filters: dict[str, Any] | None = None, scan: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def run_kiosk(tmp_path: Path, expires: int, **sections: Any) -> dict[str, Any]:
     """Start the daemon with one filter expiring at ``expires``; the idle signal and the status."""
-    for name in ("filters", "trust", "run", "journal"):
-        (tmp_path / name).mkdir()
     key, public = generate_key_pair(tmp_path / "lab")
-    shutil.copy(public, tmp_path / "trust" / "lab.pub")
     builder = FilterBuilder(name="lab", expires=expires)
     builder.add(DigestEntry("md5", os.urandom(16), "known", "priority"))
-    write_filter(tmp_path / "filters" / "lab.ftf", builder.build_unsigned(), load_private_key(key))
-    raw: dict[str, Any] = {
-        "paths": {n: str(tmp_path / n) for n in ("filters", "trust", "journal")}
-        | {"runtime": str(tmp_path / "run")},
-        "lights": {"backend": "mock"},
-        "bays": [{"name": "front", "red": 5, "amber": 6, "green": 13}],
-    }
-    if filters is not None:
-        raw["filters"] = filters
-    if scan is not None:
-        raw["scan"] = scan
-    config = parse_config(raw, "test.toml")
-    source = FakeDeviceSource()
-    daemon = Daemon(
-        config, source=source, mounter=Mounter(tmp_path / "run"), lights=lights_for(config, MockFactory()),
-        journal=ListJournal(), ticker=False,
-    )  # fmt: skip
-    thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False}, daemon=True)
-    thread.start()
-    status_path = tmp_path / "run" / "status.json"
-    try:
+    write_filter(tmp_path / "lab.ftf", builder.build_unsigned(), load_private_key(key))
+    config = kiosk_config(tmp_path / "kiosk", tmp_path / "lab.ftf", public, **sections)
+    status_path = tmp_path / "kiosk" / "run" / "status.json"
+    with running_daemon(config, Mounter(tmp_path / "kiosk" / "run")) as (daemon, _, _):
         wait(lambda: daemon.state == "running" and status_path.exists())
         wait(lambda: read_status(status_path)["state"] == "running")
         return {"signal": daemon.bays[0].lights.signal.value, "status": read_status(status_path)}
-    finally:
-        daemon.request_stop()
-        thread.join(10)
-        source.close()
 
 
 def test_a_filter_expiring_within_the_warning_days_is_shown_and_said(tmp_path: Path) -> None:
@@ -98,7 +46,7 @@ def test_a_filter_expiring_within_the_warning_days_is_shown_and_said(tmp_path: P
         True,
     )
     assert status["filter_warnings"] == [
-        f"{tmp_path / 'filters' / 'lab.ftf'} (lab): expires in 3 days ({iso_time(expires)})"
+        f"{tmp_path / 'kiosk' / 'filters' / 'lab.ftf'} (lab): expires in 3 days ({iso_time(expires)})"
     ]
     assert status["fault"] is None, "a warning, not a fault: the kiosk scans as before"
 

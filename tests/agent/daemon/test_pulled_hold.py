@@ -5,20 +5,12 @@ daemon, because reads or the mount fail the moment a device goes. A device read 
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from typing import Any
 
-from gpiozero.pins.mock import MockFactory
-
-from agent.config import parse_config
-from agent.daemon.cli import lights_for
-from agent.daemon.main import Daemon
 from agent.devices.identity import DeviceIdentity
 from agent.devices.mounter import MountedDevice, Mounter
-from agent.devices.source import FakeDeviceSource
 from filters.errors import DeviceError
-from tests.agent.daemon.test_phone_daemon import ListJournal, wait
+from tests.agent.daemon.fake_kiosk import kiosk_config, running_daemon, wait
 from tests.agent.scan.conftest import FilterFactory, write_random
 
 
@@ -29,43 +21,16 @@ class GoneMounter(Mounter):
         raise DeviceError(source, "cannot read the partition table: Input/output error")
 
 
-def run(tmp_path: Path, mounter: type[Mounter]) -> Any:
-    known = write_random(tmp_path / "known.jpg", 10_000, 3)
+def test_a_stick_whose_mount_failed_as_it_went_is_held_as_pulled_early(tmp_path: Path) -> None:
     factory = FilterFactory(tmp_path / "made")
-    for name in ("filters", "trust", "run", "journal"):
-        (tmp_path / name).mkdir()
-    (tmp_path / "filters" / "lab.ftf").write_bytes(factory.path([known]).read_bytes())
-    (tmp_path / "trust" / "lab.pub").write_bytes(factory.pub_path.read_bytes())
-    config = parse_config(
-        {
-            "paths": {n: str(tmp_path / n) for n in ("filters", "trust", "journal")}
-            | {"runtime": str(tmp_path / "run")},
-            "lights": {"backend": "mock"},
-            "bays": [{"name": "front", "red": 5, "amber": 6, "green": 13}],
-        },
-        "test.toml",
+    config = kiosk_config(
+        tmp_path, factory.path([write_random(tmp_path / "k.jpg", 10_000, 3)]), factory.pub_path
     )
-    source = FakeDeviceSource()
-    daemon = Daemon(
-        config, source=source, mounter=mounter(tmp_path / "run"), lights=lights_for(config, MockFactory()),
-        journal=ListJournal(), ticker=False,
-    )  # fmt: skip
-    thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False}, daemon=True)
-    thread.start()
-    try:
+    with running_daemon(config, GoneMounter(tmp_path / "run")) as (daemon, source, _):
         bay = daemon.bays[0]
         identity = DeviceIdentity("/dev/sdz", "/devices/test/sdz", "sdz", 1 << 20, bus="usb")
         source.plug(identity)
         wait(lambda: bay.verdict == "incomplete" and not bay.busy)  # the worker ended first
         source.unplug(identity.devpath)  # then udev's remove
-        wait(lambda: bay.device is None)
-        wait(lambda: bay.phase in ("removed early", "ready"))
-        return bay.phase, bay.lights.signal.value
-    finally:
-        daemon.request_stop()
-        thread.join(10)
-        source.close()
-
-
-def test_a_stick_whose_mount_failed_as_it_went_is_held_as_pulled_early(tmp_path: Path) -> None:
-    assert run(tmp_path, GoneMounter) == ("removed early", "could_not_check")
+        wait(lambda: bay.device is None and bay.phase in ("removed early", "ready"))
+        assert (bay.phase, bay.lights.signal.value) == ("removed early", "could_not_check")

@@ -29,6 +29,7 @@ from agent.lights.signals import Signal, levels_at
 from agent.phones.detect import phone_identity
 from agent.phones.fake import FakePhone, FakePhoneBackend
 from filters.errors import ConfigError
+from tests.agent.daemon import fake_kiosk
 from tests.agent.scan.conftest import FilterFactory, write_random
 
 FRONT, BACK = "pci-0000:00:14.0-usb-0:1:1.0", "pci-0000:00:14.0-usb-0:2:1.0"
@@ -45,16 +46,7 @@ def stick(number: int, port: str = FRONT) -> DeviceIdentity:
     )  # fmt: skip
 
 
-class ListJournal:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def append(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-
-    def close(self) -> None:
-        pass
-
+class ListJournal(fake_kiosk.ListJournal):
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [r for r in self.records if r["type"] == kind]
 

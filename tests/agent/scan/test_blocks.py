@@ -47,6 +47,7 @@ from filters.digests import sample_digest_of_bytes
 from filters.importers import DigestEntry
 from filters.keys import generate_key_pair, load_private_key
 from filters.model import ContrabandFilter
+from tests.agent.daemon.fake_kiosk import ListJournal
 
 MiB = 1 << 20
 
@@ -504,17 +505,6 @@ def test_cli_refuses_block_options_without_blocks_or_a_device(
     assert "samples the raw blocks of a --device or --image" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*base, "--image", str(tmp_path / "x.img"), "--blocks", "--confidence", "1.5"])
-
-
-class ListJournal:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def append(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.mark.root

@@ -40,6 +40,7 @@ from agent.scan.reader_processes import close_idle
 from filters.digests import digest_path
 from filters.errors import FilterBuildError, FilterRefused
 from station.home import StationHome
+from tests.agent.daemon.fake_kiosk import ListJournal
 from tests.agent.scan.conftest import FilterFactory, scan, write_random
 
 KINDS = ("md5", "sha1", "sha256", "blake3", "sample")
@@ -219,17 +220,6 @@ def test_a_sync_stick_brings_a_newer_list_only_and_the_filter_store_loads_it(
 ANDROID = {"ID_VENDOR_ID": "18d1", "ID_MODEL_ID": "4ee1", "ID_VENDOR": "Google", "ID_MODEL": "Pixel_7",
            "ID_SERIAL_SHORT": "P7SERIAL", "ID_USB_INTERFACES": ":060101:", "BUSNUM": "001", "DEVNUM": "007",
            "DEVNAME": "/dev/bus/usb/001/007"}  # fmt: skip
-
-
-class ListJournal:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def append(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-
-    def close(self) -> None:
-        pass
 
 
 def phone_scan(
